@@ -1,0 +1,524 @@
+//! Configuration: `outscore.toml` read raw (serde, unknown keys refused), then
+//! validated into [`Config`], collecting every problem with its file:line so
+//! `outscore check` can list them all at once. Every key is optional; the
+//! defaults are documented in README.md and here. Knows nothing of sockets.
+
+mod duration;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use duration::parse_duration;
+
+use crate::milter::address::ListenAddr;
+
+/// Default milter listen address (Postfix syntax).
+pub const DEFAULT_LISTEN: &str = "inet:127.0.0.1:11332";
+
+/// One configuration problem, with where it was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: {}", self.file.display(), line, self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+/// Every problem found in one pass.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What to answer when scoring cannot produce a verdict in time (overrun,
+/// error or panic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FailSafe {
+    /// Let the message through with a header saying the scan was skipped.
+    #[default]
+    Accept,
+    /// Ask the client to try again later (451 4.7.1).
+    Tempfail,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    data_dir: Option<toml::Spanned<String>>,
+    #[serde(default)]
+    milter: RawMilter,
+    #[serde(default)]
+    scoring: RawScoring,
+    #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMilter {
+    listen: Option<toml::Spanned<Vec<String>>>,
+    max_connections: Option<toml::Spanned<i64>>,
+    max_frame_bytes: Option<toml::Spanned<i64>>,
+    scan_timeout: Option<toml::Spanned<String>>,
+    progress_interval: Option<toml::Spanned<String>>,
+    idle_timeout: Option<toml::Spanned<String>>,
+    shutdown_grace: Option<toml::Spanned<String>>,
+    fail_safe: Option<FailSafe>,
+    header_prefix: Option<toml::Spanned<String>>,
+    add_headers: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawScoring {
+    scores_dir: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    database_url: Option<String>,
+    retention_hours: Option<toml::Spanned<i64>>,
+    spool_dir: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    format: Option<LogFormat>,
+    level: Option<String>,
+}
+
+/// `[milter]`: the listeners and how sessions behave.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MilterConfig {
+    /// Addresses to listen on, Postfix syntax (`inet:host:port`, `unix:/path`).
+    pub listen: Vec<ListenAddr>,
+    /// Concurrent milter connections; more wait in the accept queue.
+    pub max_connections: usize,
+    /// Largest milter packet accepted; bigger ones close the connection.
+    pub max_frame_bytes: usize,
+    /// Budget for scoring one message at end-of-message.
+    pub scan_timeout: Duration,
+    /// How often SMFIR_PROGRESS is sent while a verdict is computed.
+    pub progress_interval: Duration,
+    /// A connection silent for this long is closed.
+    pub idle_timeout: Duration,
+    /// On SIGTERM, how long in-flight connections may finish.
+    pub shutdown_grace: Duration,
+    pub fail_safe: FailSafe,
+    /// Prefix of the headers added to accepted mail (`X-Outscore`).
+    pub header_prefix: String,
+    pub add_headers: bool,
+}
+
+impl Default for MilterConfig {
+    fn default() -> Self {
+        MilterConfig {
+            listen: vec![DEFAULT_LISTEN.parse().expect("default listen address")],
+            max_connections: 1024,
+            max_frame_bytes: 2 * 1024 * 1024,
+            scan_timeout: Duration::from_secs(20),
+            progress_interval: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(600),
+            shutdown_grace: Duration::from_secs(30),
+            fail_safe: FailSafe::Accept,
+            header_prefix: "X-Outscore".into(),
+            add_headers: true,
+        }
+    }
+}
+
+/// `[scoring]`
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ScoringConfig {
+    /// Directory with the rule, keyword and weight files; `None` uses the set
+    /// built into the binary.
+    pub scores_dir: Option<PathBuf>,
+}
+
+/// `[store]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreConfig {
+    /// `sqlite://…` or `postgres://…`; `None` means an SQLite file in the data dir.
+    pub database_url: Option<String>,
+    pub retention: Duration,
+    /// Where reports wait when the database is down; `None`: `<data_dir>/spool`.
+    pub spool_dir: Option<PathBuf>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            database_url: None,
+            retention: Duration::from_secs(72 * 3600),
+            spool_dir: None,
+        }
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// `tracing` filter directive, e.g. `info` or `outscore=debug`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Human,
+            level: "info".into(),
+        }
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Where the database, spool and model live.
+    pub data_dir: PathBuf,
+    /// The file this came from, if any.
+    pub source: Option<PathBuf>,
+    pub milter: MilterConfig,
+    pub scoring: ScoringConfig,
+    pub store: StoreConfig,
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: default_data_dir(),
+            source: None,
+            milter: MilterConfig::default(),
+            scoring: ScoringConfig::default(),
+            store: StoreConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// `$OUTSCORE_DATA_DIR`, else `/var/lib/outscore` for root, else
+/// `~/.local/share/outscore`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("OUTSCORE_DATA_DIR") {
+        return PathBuf::from(dir);
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return PathBuf::from("/var/lib/outscore");
+    }
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".local/share/outscore"),
+        None => PathBuf::from("outscore-data"),
+    }
+}
+
+impl Config {
+    /// Read and validate a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: path.to_path_buf(),
+                line: None,
+                message: format!("cannot read: {e}"),
+            }])
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Validate configuration text; `path` is only used in error messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
+        let mut errors = Errors {
+            file: path.to_path_buf(),
+            text,
+            list: Vec::new(),
+        };
+        let raw: RawFile = match toml::from_str(text) {
+            Ok(raw) => raw,
+            Err(e) => {
+                errors.push(e.span().map(|s| s.start), e.message().to_string());
+                return Err(ConfigErrors(errors.list));
+            }
+        };
+        let mut config = Config {
+            source: Some(path.to_path_buf()),
+            ..Config::default()
+        };
+        if let Some(dir) = raw.data_dir {
+            if dir.get_ref().is_empty() {
+                errors.push(Some(dir.span().start), "data_dir must not be empty".into());
+            } else {
+                config.data_dir = PathBuf::from(dir.into_inner());
+            }
+        }
+        validate_milter(raw.milter, &mut config.milter, &mut errors);
+        config.scoring.scores_dir = raw.scoring.scores_dir.map(PathBuf::from);
+        validate_store(raw.store, &mut config.store, &mut errors);
+        if let Some(format) = raw.log.format {
+            config.log.format = format;
+        }
+        if let Some(level) = raw.log.level {
+            config.log.level = level;
+        }
+        if errors.list.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(errors.list))
+        }
+    }
+
+    /// The database URL in force: the configured one or the SQLite default.
+    pub fn database_url(&self) -> String {
+        match &self.store.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("outscore.db").display()),
+        }
+    }
+
+    /// The spool directory in force.
+    pub fn spool_dir(&self) -> PathBuf {
+        self.store
+            .spool_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("spool"))
+    }
+}
+
+struct Errors<'a> {
+    file: PathBuf,
+    text: &'a str,
+    list: Vec<ConfigError>,
+}
+
+impl Errors<'_> {
+    fn push(&mut self, offset: Option<usize>, message: String) {
+        let line = offset.map(|o| line_of(self.text, o));
+        self.list.push(ConfigError {
+            file: self.file.clone(),
+            line,
+            message,
+        });
+    }
+
+    fn duration(&mut self, value: Option<toml::Spanned<String>>, key: &str, into: &mut Duration) {
+        let Some(value) = value else { return };
+        match parse_duration(value.get_ref()) {
+            Ok(d) if !d.is_zero() => *into = d,
+            Ok(_) => self.push(
+                Some(value.span().start),
+                format!("{key} must be above zero"),
+            ),
+            Err(e) => self.push(Some(value.span().start), format!("{key}: {e}")),
+        }
+    }
+
+    fn positive(
+        &mut self,
+        value: Option<toml::Spanned<i64>>,
+        key: &str,
+        max: i64,
+    ) -> Option<usize> {
+        let value = value?;
+        let n = *value.get_ref();
+        if n < 1 || n > max {
+            self.push(
+                Some(value.span().start),
+                format!("{key} must be between 1 and {max}, got {n}"),
+            );
+            return None;
+        }
+        Some(n as usize)
+    }
+}
+
+fn validate_milter(raw: RawMilter, into: &mut MilterConfig, errors: &mut Errors<'_>) {
+    if let Some(listen) = raw.listen {
+        let offset = listen.span().start;
+        let mut parsed = Vec::new();
+        for addr in listen.into_inner() {
+            match addr.parse::<ListenAddr>() {
+                Ok(a) => parsed.push(a),
+                Err(e) => errors.push(Some(offset), format!("milter.listen: {e}")),
+            }
+        }
+        if parsed.is_empty() {
+            errors.push(
+                Some(offset),
+                "milter.listen needs at least one address".into(),
+            );
+        }
+        into.listen = parsed;
+    }
+    if let Some(n) = errors.positive(raw.max_connections, "milter.max_connections", 1_000_000) {
+        into.max_connections = n;
+    }
+    if let Some(n) = errors.positive(raw.max_frame_bytes, "milter.max_frame_bytes", 1 << 30) {
+        if n < 65_536 {
+            errors.push(
+                None,
+                format!("milter.max_frame_bytes must be at least 65536 (Postfix sends 64 KiB body chunks), got {n}"),
+            );
+        } else {
+            into.max_frame_bytes = n;
+        }
+    }
+    errors.duration(
+        raw.scan_timeout,
+        "milter.scan_timeout",
+        &mut into.scan_timeout,
+    );
+    errors.duration(
+        raw.progress_interval,
+        "milter.progress_interval",
+        &mut into.progress_interval,
+    );
+    errors.duration(
+        raw.idle_timeout,
+        "milter.idle_timeout",
+        &mut into.idle_timeout,
+    );
+    errors.duration(
+        raw.shutdown_grace,
+        "milter.shutdown_grace",
+        &mut into.shutdown_grace,
+    );
+    if let Some(fs) = raw.fail_safe {
+        into.fail_safe = fs;
+    }
+    if let Some(prefix) = raw.header_prefix {
+        let ok = !prefix.get_ref().is_empty()
+            && prefix
+                .get_ref()
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if ok {
+            into.header_prefix = prefix.into_inner();
+        } else {
+            errors.push(
+                Some(prefix.span().start),
+                "milter.header_prefix must be letters, digits and '-'".into(),
+            );
+        }
+    }
+    if let Some(add) = raw.add_headers {
+        into.add_headers = add;
+    }
+}
+
+fn validate_store(raw: RawStore, into: &mut StoreConfig, errors: &mut Errors<'_>) {
+    if let Some(url) = raw.database_url {
+        if url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://")
+        {
+            into.database_url = Some(url);
+        } else {
+            errors.push(
+                None,
+                format!("store.database_url must start with sqlite: or postgres://, got {url:?}"),
+            );
+        }
+    }
+    if let Some(hours) = errors.positive(raw.retention_hours, "store.retention_hours", 24 * 3650) {
+        into.retention = Duration::from_secs(hours as u64 * 3600);
+    }
+    into.spool_dir = raw.spool_dir.map(PathBuf::from);
+}
+
+/// 1-based line number of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = Config::parse(Path::new("x.toml"), "").unwrap();
+        assert_eq!(c.milter, MilterConfig::default());
+        assert_eq!(c.store.retention, Duration::from_secs(72 * 3600));
+    }
+
+    #[test]
+    fn every_error_is_reported_with_its_line() {
+        let text =
+            "[milter]\nlisten = [\"tcp:1.2.3.4\"]\nmax_connections = 0\nscan_timeout = \"soon\"\n";
+        let err = Config::parse(Path::new("o.toml"), text).unwrap_err();
+        let lines: Vec<_> = err.0.iter().map(|e| e.line).collect();
+        assert_eq!(err.0.len(), 4, "{err}");
+        assert!(lines.contains(&Some(2)));
+        assert!(lines.contains(&Some(3)));
+        assert!(lines.contains(&Some(4)));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = Config::parse(Path::new("o.toml"), "[milter]\nlisten_on = 1\n").unwrap_err();
+        assert!(err.to_string().contains("o.toml:2:"), "{err}");
+        assert!(err.to_string().contains("listen_on"), "{err}");
+    }
+
+    #[test]
+    fn values_are_applied() {
+        let text = r#"
+data_dir = "/tmp/x"
+[milter]
+listen = ["unix:/run/o.sock", "inet:[::1]:9999"]
+fail_safe = "tempfail"
+scan_timeout = "750ms"
+[store]
+database_url = "postgres://localhost/test"
+retention_hours = 24
+"#;
+        let c = Config::parse(Path::new("o.toml"), text).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(c.milter.listen.len(), 2);
+        assert_eq!(c.milter.fail_safe, FailSafe::Tempfail);
+        assert_eq!(c.milter.scan_timeout, Duration::from_millis(750));
+        assert_eq!(c.database_url(), "postgres://localhost/test");
+        assert_eq!(c.store.retention, Duration::from_secs(24 * 3600));
+    }
+}

@@ -1,0 +1,41 @@
+//! outscore — an outbound spam-scoring milter for shared SMTP relays.
+//!
+//! Postfix hands every message a customer sends to outscore over the Sendmail
+//! milter protocol. outscore scores it Rspamd-style (named symbols with weights
+//! that add up to a score), maps score and account history to an L-SPAM tier,
+//! acts on the sending account and keeps a report for the abuse team.
+//!
+//! # Architecture
+//!
+//! ```text
+//! Postfix ──milter──▶ milter::session ──Envelope + raw message──▶ pipeline
+//!                                                                   │
+//!        message::parse ─▶ rules ─▶ scoring (weights, caps) ─▶ ScanReport
+//!                                                                   │
+//!                              verdict (SMTP reply / headers) ◀─────┘
+//! ```
+//!
+//! | module      | job                                                    | must not know   |
+//! |-------------|--------------------------------------------------------|-----------------|
+//! | [`envelope`]| SMTP envelope facts shared by every layer              | anything else   |
+//! | [`milter`]  | milter wire codec and per-connection state machine    | rules, scoring, store |
+//! | [`server`]  | listeners, connection cap, shutdown, reload            | scoring         |
+//! | [`pipeline`]| the glue: envelope + message → report → verdict        | sockets         |
+//! | [`message`] | raw bytes → parsed message facts (never fails)         | I/O             |
+//! | [`rules`]   | pure checks emitting symbols with evidence             | I/O             |
+//! | [`scoring`] | weights from `scores/`, group caps, the report type    | I/O             |
+//! | [`store`]   | reports, account state, counters (SQLite/PostgreSQL)   | milter          |
+//! | [`config`]  | `outscore.toml` → validated [`config::Config`]         | sockets         |
+//!
+//! Only `main.rs` picks concrete implementations.
+
+pub mod config;
+pub mod envelope;
+pub mod message;
+pub mod milter;
+pub mod pipeline;
+pub mod rules;
+pub mod scoring;
+pub mod server;
+pub mod store;
+pub mod telemetry;

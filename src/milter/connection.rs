@@ -1,0 +1,315 @@
+//! Drives one milter connection: reads packets, feeds the [`Session`], asks
+//! the [`Filter`] and writes the replies. Keeps the MTA alive with
+//! SMFIR_PROGRESS while a verdict is computed, bounds the filter with a time
+//! budget, contains its panics, and answers with the fail-safe verdict when
+//! it cannot decide. A malformed packet closes only this connection.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use super::filter::{Decision, EomVerdict, Filter, HeaderEdit};
+use super::frame::{decode_command, encode_reply, FrameError, Reply};
+use super::reply::SmtpReply;
+use super::session::{Session, SessionError, Step};
+use crate::telemetry;
+
+/// What to answer when the filter cannot give a verdict in time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailSafe {
+    /// Accept, adding `header: skipped (<reason>)` when a header is named.
+    Accept { header: Option<String> },
+    /// Temporary failure; the client retries later.
+    Tempfail,
+}
+
+impl FailSafe {
+    /// The end-of-message verdict for a filter failure.
+    pub fn verdict(&self, reason: &str) -> EomVerdict {
+        match self {
+            FailSafe::Accept { header } => EomVerdict {
+                headers: header
+                    .iter()
+                    .map(|name| HeaderEdit::Add {
+                        name: name.clone(),
+                        value: format!("skipped ({reason})"),
+                    })
+                    .collect(),
+                ..EomVerdict::accept()
+            },
+            FailSafe::Tempfail => EomVerdict::with_decision(Decision::Reply(
+                SmtpReply::new(
+                    451,
+                    Some("4.7.1"),
+                    &["Message scan unavailable, try again later"],
+                )
+                .expect("static reply is valid"),
+            )),
+        }
+    }
+
+    /// The MAIL/RCPT decision for a filter failure.
+    fn decision(&self) -> Decision {
+        match self.verdict("").decision {
+            Decision::Accept => Decision::Continue,
+            other => other,
+        }
+    }
+}
+
+/// How connections behave; shared by all connections of a listener.
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    /// Largest packet accepted.
+    pub max_frame: usize,
+    /// Message bytes kept for the filter; the rest is counted only.
+    pub max_message_bytes: usize,
+    /// Budget for the end-of-message verdict.
+    pub scan_timeout: Duration,
+    /// Budget for MAIL and RCPT decisions.
+    pub command_timeout: Duration,
+    /// Interval between SMFIR_PROGRESS packets while waiting for a verdict.
+    pub progress_interval: Duration,
+    /// Close a connection silent for this long.
+    pub idle_timeout: Duration,
+    pub fail_safe: FailSafe,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions {
+            max_frame: 2 * 1024 * 1024,
+            max_message_bytes: 40 * 1024 * 1024,
+            scan_timeout: Duration::from_secs(20),
+            command_timeout: Duration::from_secs(10),
+            progress_interval: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(600),
+            fail_safe: FailSafe::Accept {
+                header: Some("X-Outscore-Scan".into()),
+            },
+        }
+    }
+}
+
+/// Why a connection ended abnormally. Each is logged once by the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    #[error("malformed packet: {0}")]
+    Frame(#[from] FrameError),
+    #[error("protocol error: {0}")]
+    Session(#[from] SessionError),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("connection idle for {0:?}")]
+    Idle(Duration),
+    #[error("connection closed in the middle of a packet ({0} bytes pending)")]
+    Truncated(usize),
+}
+
+/// Serve one connection until QUIT, EOF, an error, or shutdown between
+/// messages. Returns how many messages were answered.
+pub async fn serve_connection<S, F>(
+    stream: S,
+    filter: Arc<F>,
+    options: Arc<SessionOptions>,
+    shutdown: CancellationToken,
+) -> Result<u64, ConnectionError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    F: Filter,
+{
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let mut session = Session::new(options.max_message_bytes);
+    let mut input = BytesMut::with_capacity(64 * 1024);
+    let mut output = BytesMut::with_capacity(4 * 1024);
+    loop {
+        let command = match decode_command(&mut input, options.max_frame)? {
+            Some(command) => command,
+            None => {
+                flush(&mut writer, &mut output).await?;
+                let idle = session.envelope().is_none();
+                let read = tokio::select! {
+                    r = tokio::time::timeout(options.idle_timeout, reader.read_buf(&mut input)) => r,
+                    _ = shutdown.cancelled(), if idle => {
+                        debug!("closing idle connection for shutdown");
+                        return Ok(session.messages_seen());
+                    }
+                };
+                match read {
+                    Err(_) => return Err(ConnectionError::Idle(options.idle_timeout)),
+                    Ok(Ok(0)) if input.is_empty() => return Ok(session.messages_seen()),
+                    Ok(Ok(0)) => return Err(ConnectionError::Truncated(input.len())),
+                    Ok(Ok(_)) => continue,
+                    Ok(Err(e)) => return Err(e.into()),
+                }
+            }
+        };
+        match session.handle(command)? {
+            Step::Reply(reply) => encode_reply(&reply, &mut output),
+            Step::Nothing => {}
+            Step::Close => {
+                flush(&mut writer, &mut output).await?;
+                return Ok(session.messages_seen());
+            }
+            Step::AskMail => {
+                let envelope = session.envelope().cloned().unwrap_or_default();
+                let f = filter.clone();
+                let decision = guarded(
+                    options.command_timeout,
+                    async move { f.mail(&envelope).await },
+                )
+                .await
+                .unwrap_or_else(|reason| {
+                    telemetry::FILTER_FAILURES.incr();
+                    warn!(stage = "mail", %reason, "filter failed; using fail-safe");
+                    options.fail_safe.decision()
+                });
+                encode_reply(&session.answer(decision), &mut output);
+            }
+            Step::AskRcpt(rcpt) => {
+                let envelope = session.envelope().cloned().unwrap_or_default();
+                let f = filter.clone();
+                let decision = guarded(options.command_timeout, async move {
+                    f.rcpt(&envelope, &rcpt).await
+                })
+                .await
+                .unwrap_or_else(|reason| {
+                    telemetry::FILTER_FAILURES.incr();
+                    warn!(stage = "rcpt", %reason, "filter failed; using fail-safe");
+                    options.fail_safe.decision()
+                });
+                encode_reply(&session.answer(decision), &mut output);
+            }
+            Step::AskEom => {
+                let (envelope, message) = session.take_message();
+                let span = info_span!(
+                    "message",
+                    queue_id = envelope.queue_id.as_deref().unwrap_or("-")
+                );
+                let verdict = end_of_message(
+                    &filter,
+                    &options,
+                    envelope,
+                    message,
+                    &mut writer,
+                    &mut output,
+                )
+                .instrument(span)
+                .await?;
+                for reply in session.end_of_message(verdict) {
+                    encode_reply(&reply, &mut output);
+                }
+                telemetry::MESSAGES.incr();
+            }
+        }
+    }
+}
+
+/// Ask the filter for the end-of-message verdict on its own task, sending
+/// PROGRESS every interval, within the scan budget.
+async fn end_of_message<W, F>(
+    filter: &Arc<F>,
+    options: &SessionOptions,
+    envelope: super::super::envelope::Envelope,
+    message: super::filter::Message,
+    writer: &mut W,
+    output: &mut BytesMut,
+) -> Result<EomVerdict, ConnectionError>
+where
+    W: AsyncWrite + Unpin,
+    F: Filter,
+{
+    let started = Instant::now();
+    let f = filter.clone();
+    let mut task =
+        tokio::spawn(async move { f.end_of_message(envelope, message).await }.in_current_span());
+    let deadline = tokio::time::sleep(options.scan_timeout);
+    tokio::pin!(deadline);
+    let mut progress = tokio::time::interval_at(
+        tokio::time::Instant::now() + options.progress_interval,
+        options.progress_interval,
+    );
+    flush(writer, output).await?;
+    let outcome = loop {
+        tokio::select! {
+            joined = &mut task => break match joined {
+                Ok(Ok(verdict)) => Ok(verdict),
+                Ok(Err(e)) => Err(format!("filter error: {e}")),
+                Err(e) if e.is_panic() => Err("filter panicked".to_string()),
+                Err(e) => Err(format!("filter task failed: {e}")),
+            },
+            _ = &mut deadline => {
+                task.abort();
+                break Err(format!("scan exceeded {:?}", options.scan_timeout));
+            }
+            _ = progress.tick() => {
+                encode_reply(&Reply::Progress, output);
+                flush(writer, output).await?;
+            }
+        }
+    };
+    match outcome {
+        Ok(verdict) => {
+            debug!(elapsed_us = started.elapsed().as_micros() as u64, "verdict");
+            Ok(verdict)
+        }
+        Err(reason) => {
+            telemetry::FILTER_FAILURES.incr();
+            warn!(stage = "eom", %reason, "no verdict; using fail-safe");
+            let short = if reason.starts_with("scan exceeded") {
+                "timeout"
+            } else {
+                "error"
+            };
+            Ok(options.fail_safe.verdict(short))
+        }
+    }
+}
+
+/// Run a filter call on its own task with a budget; `Err` names the failure.
+async fn guarded<T: Send + 'static>(
+    budget: Duration,
+    work: impl Future<Output = T> + Send + 'static,
+) -> Result<T, String> {
+    let task = tokio::spawn(work.in_current_span());
+    let abort = task.abort_handle();
+    match tokio::time::timeout(budget, task).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) if e.is_panic() => Err("filter panicked".into()),
+        Ok(Err(e)) => Err(format!("filter task failed: {e}")),
+        Err(_) => {
+            abort.abort();
+            Err(format!("filter exceeded {budget:?}"))
+        }
+    }
+}
+
+async fn flush<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    output: &mut BytesMut,
+) -> std::io::Result<()> {
+    if !output.is_empty() {
+        writer.write_all(output).await?;
+        writer.flush().await?;
+        output.clear();
+    }
+    Ok(())
+}
+
+/// Log how a connection ended: one line, at a level that matches.
+pub fn log_end(result: &Result<u64, ConnectionError>) {
+    match result {
+        Ok(messages) => debug!(messages, "connection closed"),
+        Err(ConnectionError::Io(e)) => info!(error = %e, "connection lost"),
+        Err(e @ ConnectionError::Idle(_)) => info!(error = %e, "connection closed"),
+        Err(e) => {
+            telemetry::PROTOCOL_ERRORS.incr();
+            warn!(error = %e, "connection closed on protocol error");
+        }
+    }
+}

@@ -1,0 +1,504 @@
+//! The per-connection milter state machine, without I/O: feed it decoded
+//! [`Command`]s, get back what to send ([`Step`]). Connection state (client,
+//! HELO, connect macros, negotiated options) lives as long as the connection;
+//! message state (envelope, headers, body) is reset on ABORT and on a new
+//! MAIL, because Postfix sends ABORT after every message and reuses the
+//! connection for the next one.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use bytes::{BufMut, BytesMut};
+
+use super::consts::{action, cmd, stage, step, PROTOCOL_VERSION};
+use super::filter::{Decision, EomVerdict, HeaderEdit, Message};
+use super::frame::{Command, ConnFamily, Reply};
+use crate::envelope::{strip_brackets, Client, Envelope, Family};
+
+/// Actions outscore asks for: add and change headers, quarantine, macro lists.
+const WANTED_ACTIONS: u32 =
+    action::ADDHDRS | action::CHGHDRS | action::QUARANTINE | action::SETSYMLIST;
+
+/// Steps outscore does not need a reply round-trip for, plus SKIP and the
+/// original header spacing.
+const WANTED_STEPS: u32 = step::NOUNKNOWN
+    | step::NR_CONN
+    | step::NR_HELO
+    | step::NR_DATA
+    | step::NR_HDR
+    | step::NR_EOH
+    | step::NR_BODY
+    | step::NR_UNKN
+    | step::SKIP
+    | step::HDR_LEADSPC;
+
+/// Macros requested per stage with SETSYMLIST. A list replaces the MTA's
+/// default list for that stage, so each names everything outscore reads.
+pub const MACRO_LISTS: &[(u32, &str)] = &[
+    (
+        stage::CONNECT,
+        "j {daemon_name} {daemon_addr} {client_addr} {client_name} {client_port} _",
+    ),
+    (
+        stage::MAIL,
+        "i {auth_type} {auth_authen} {auth_author} {mail_addr} {client_addr}",
+    ),
+    (stage::RCPT, "i {rcpt_addr} {rcpt_mailer}"),
+    (stage::DATA, "i"),
+    (stage::EOM, "i"),
+];
+
+/// What the connection must do after a command.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Send this reply.
+    Reply(Reply),
+    /// Nothing to send (ABORT, MACRO, or a step negotiated as no-reply).
+    Nothing,
+    /// Ask the filter about MAIL FROM, then call [`Session::answer`].
+    AskMail,
+    /// Ask the filter about this recipient, then call [`Session::answer`].
+    AskRcpt(String),
+    /// The message is complete: take it with [`Session::take_message`], ask
+    /// the filter, then call [`Session::end_of_message`].
+    AskEom,
+    /// Close the connection (QUIT, QUIT_NC).
+    Close,
+}
+
+/// A command arrived that the session cannot make sense of.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    #[error("MTA offered protocol version {0}; at least 2 is needed")]
+    Version(u32),
+    #[error("{0} before option negotiation")]
+    NotNegotiated(&'static str),
+}
+
+/// What was agreed in option negotiation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Negotiated {
+    pub version: u32,
+    pub actions: u32,
+    pub steps: u32,
+}
+
+impl Negotiated {
+    fn no_reply(&self, flag: u32) -> bool {
+        self.steps & flag != 0
+    }
+}
+
+#[derive(Debug, Default)]
+struct MessageState {
+    envelope: Envelope,
+    mail_seen: bool,
+    headers: BytesMut,
+    body: BytesMut,
+    size: u64,
+    truncated: bool,
+    body_started: bool,
+    /// A refusal at RCPT for sendmail(1) mail, which must not be refused at
+    /// RCPT (Postfix calls that a configuration error); applied at EOM.
+    deferred: Option<Decision>,
+}
+
+/// One milter connection's state.
+#[derive(Debug)]
+pub struct Session {
+    negotiated: Option<Negotiated>,
+    client: Client,
+    conn_macros: BTreeMap<String, String>,
+    message: Option<MessageState>,
+    max_message_bytes: usize,
+    messages_seen: u64,
+}
+
+impl Session {
+    /// A new session; message bytes past `max_message_bytes` are counted
+    /// but not kept.
+    pub fn new(max_message_bytes: usize) -> Session {
+        Session {
+            negotiated: None,
+            client: Client::default(),
+            conn_macros: BTreeMap::new(),
+            message: None,
+            max_message_bytes,
+            messages_seen: 0,
+        }
+    }
+
+    pub fn negotiated(&self) -> Option<Negotiated> {
+        self.negotiated
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The current message's envelope, if a message is open.
+    pub fn envelope(&self) -> Option<&Envelope> {
+        self.message.as_ref().map(|m| &m.envelope)
+    }
+
+    /// How many messages reached end-of-message on this connection.
+    pub fn messages_seen(&self) -> u64 {
+        self.messages_seen
+    }
+
+    /// Advance the state machine by one command.
+    pub fn handle(&mut self, command: Command) -> Result<Step, SessionError> {
+        if self.negotiated.is_none()
+            && !matches!(
+                command,
+                Command::OptNeg { .. }
+                    | Command::Quit
+                    | Command::QuitNc
+                    | Command::Abort
+                    | Command::Macro { .. }
+            )
+        {
+            return Err(SessionError::NotNegotiated(command.name()));
+        }
+        let step = match command {
+            Command::OptNeg {
+                version,
+                actions,
+                protocol,
+            } => Step::Reply(self.negotiate(version, actions, protocol)?),
+            Command::Macro { for_command, pairs } => {
+                self.macros(for_command, pairs);
+                Step::Nothing
+            }
+            Command::Connect {
+                hostname,
+                family,
+                port,
+                address,
+            } => {
+                self.client = Client {
+                    hostname,
+                    family: match family {
+                        ConnFamily::Inet => Family::Inet,
+                        ConnFamily::Inet6 => Family::Inet6,
+                        ConnFamily::Unix => Family::Unix,
+                        ConnFamily::Unknown => Family::Unknown,
+                    },
+                    addr: address.trim_start_matches("IPv6:").parse::<IpAddr>().ok(),
+                    port,
+                    helo: None,
+                };
+                self.message = None;
+                self.ack(step::NR_CONN)
+            }
+            Command::Helo(name) => {
+                self.client.helo = Some(name);
+                self.ack(step::NR_HELO)
+            }
+            Command::Mail(argv) => {
+                let fresh = matches!(&self.message, Some(m) if !m.mail_seen);
+                if !fresh {
+                    self.message = Some(self.new_message());
+                }
+                let msg = self.message.as_mut().expect("message just opened");
+                let sender = argv.first().map(String::as_str).unwrap_or("");
+                msg.envelope.local_submission = !sender.starts_with('<');
+                msg.envelope.mail_from = strip_brackets(sender).to_string();
+                msg.envelope.mail_args = argv.iter().skip(1).cloned().collect();
+                msg.mail_seen = true;
+                Step::AskMail
+            }
+            Command::Rcpt(argv) => {
+                let msg = self.message_mut();
+                let rcpt = strip_brackets(&argv[0]).to_string();
+                msg.envelope.rcpts.push(rcpt.clone());
+                Step::AskRcpt(rcpt)
+            }
+            Command::Data => self.ack(step::NR_DATA),
+            Command::Header { name, value } => {
+                let leadspc = self
+                    .negotiated
+                    .is_some_and(|n| n.no_reply(step::HDR_LEADSPC));
+                let msg = self.message_mut();
+                append_header(&mut msg.headers, &name, &value, leadspc);
+                msg.size += (name.len() + value.len() + 4) as u64;
+                self.ack(step::NR_HDR)
+            }
+            Command::Eoh => self.ack(step::NR_EOH),
+            Command::Body(chunk) => {
+                let limit = self.max_message_bytes;
+                let msg = self.message_mut();
+                msg.body_started = true;
+                msg.size += chunk.len() as u64;
+                let room = limit.saturating_sub(msg.headers.len() + msg.body.len());
+                if chunk.len() > room {
+                    msg.body.put_slice(&chunk[..room]);
+                    msg.truncated = true;
+                } else {
+                    msg.body.put_slice(&chunk);
+                }
+                let skip = self.negotiated.is_some_and(|n| n.steps & step::SKIP != 0);
+                if self.negotiated.is_some_and(|n| n.no_reply(step::NR_BODY)) {
+                    Step::Nothing
+                } else if skip && self.message.as_ref().is_some_and(|m| m.truncated) {
+                    Step::Reply(Reply::Skip)
+                } else {
+                    Step::Reply(Reply::Continue)
+                }
+            }
+            Command::BodyEob(chunk) => {
+                if !chunk.is_empty() {
+                    self.message_mut().body.put_slice(&chunk);
+                }
+                self.messages_seen += 1;
+                Step::AskEom
+            }
+            Command::Abort => {
+                self.message = None;
+                Step::Nothing
+            }
+            Command::Quit | Command::QuitNc => Step::Close,
+            Command::Unknown(_) => self.ack(step::NR_UNKN),
+        };
+        Ok(step)
+    }
+
+    /// Turn the filter's answer at MAIL or RCPT into the reply to send.
+    pub fn answer(&mut self, decision: Decision) -> Reply {
+        let local = self
+            .message
+            .as_ref()
+            .is_some_and(|m| m.envelope.local_submission);
+        let at_rcpt = self
+            .message
+            .as_ref()
+            .is_some_and(|m| !m.envelope.rcpts.is_empty());
+        if local && at_rcpt && decision.is_refusal() {
+            let msg = self.message_mut();
+            msg.deferred.get_or_insert(decision);
+            return Reply::Continue;
+        }
+        if decision.is_refusal() && at_rcpt {
+            // A refused recipient is not part of the message.
+            self.message_mut().envelope.rcpts.pop();
+        }
+        decision_reply(decision)
+    }
+
+    /// Hand out the finished message: envelope and raw RFC 5322 bytes.
+    pub fn take_message(&mut self) -> (Envelope, Message) {
+        let msg = self.message_mut();
+        let mut raw = BytesMut::with_capacity(msg.headers.len() + 2 + msg.body.len());
+        raw.put_slice(&msg.headers);
+        raw.put_slice(b"\r\n");
+        raw.put_slice(&msg.body);
+        let message = Message {
+            raw: raw.freeze(),
+            size: msg.size,
+            truncated: msg.truncated,
+        };
+        (msg.envelope.clone(), message)
+    }
+
+    /// The replies that end a message: header edits and quarantine the MTA
+    /// allowed, then exactly one final reply.
+    pub fn end_of_message(&mut self, verdict: EomVerdict) -> Vec<Reply> {
+        let negotiated = self.negotiated.unwrap_or(Negotiated {
+            version: 2,
+            actions: 0,
+            steps: 0,
+        });
+        let deferred = self.message.as_mut().and_then(|m| m.deferred.take());
+        let decision = match deferred {
+            Some(refusal) if !verdict.decision.is_refusal() => refusal,
+            _ => verdict.decision,
+        };
+        let mut out = Vec::new();
+        if !decision.is_refusal() && decision != Decision::Discard {
+            let leadspc = negotiated.no_reply(step::HDR_LEADSPC);
+            for edit in verdict.headers {
+                if let Some(reply) = header_reply(edit, negotiated.actions, leadspc) {
+                    out.push(reply);
+                }
+            }
+            if let Some(reason) = verdict.quarantine {
+                if negotiated.actions & action::QUARANTINE != 0 {
+                    out.push(Reply::Quarantine(reason));
+                }
+            }
+        }
+        out.push(decision_reply(decision));
+        out
+    }
+
+    fn negotiate(
+        &mut self,
+        version: u32,
+        actions: u32,
+        protocol: u32,
+    ) -> Result<Reply, SessionError> {
+        if version < 2 {
+            return Err(SessionError::Version(version));
+        }
+        let version = version.min(PROTOCOL_VERSION);
+        let mut actions = WANTED_ACTIONS & actions;
+        let steps = WANTED_STEPS & protocol;
+        let macros = if version >= 6 && actions & action::SETSYMLIST != 0 {
+            MACRO_LISTS
+                .iter()
+                .map(|(s, l)| (*s, l.to_string()))
+                .collect()
+        } else {
+            actions &= !action::SETSYMLIST;
+            Vec::new()
+        };
+        self.negotiated = Some(Negotiated {
+            version,
+            actions,
+            steps,
+        });
+        Ok(Reply::OptNeg {
+            version,
+            actions,
+            protocol: steps,
+            macros,
+        })
+    }
+
+    fn macros(&mut self, for_command: u8, pairs: Vec<(String, String)>) {
+        match for_command {
+            cmd::CONNECT | cmd::HELO => {
+                for (name, value) in pairs {
+                    if name == "{client_addr}" && self.client.addr.is_none() {
+                        self.client.addr = value.parse().ok();
+                    }
+                    self.conn_macros.insert(name, value);
+                }
+            }
+            _ => {
+                if for_command == cmd::MAIL && self.message.as_ref().is_none_or(|m| m.mail_seen) {
+                    self.message = Some(self.new_message());
+                }
+                let msg = self.message_mut();
+                for (name, value) in pairs {
+                    apply_macro(&mut msg.envelope, &name, &value);
+                    msg.envelope.macros.insert(name, value);
+                }
+            }
+        }
+    }
+
+    fn new_message(&self) -> MessageState {
+        let mut envelope = Envelope {
+            client: self.client.clone(),
+            macros: self.conn_macros.clone(),
+            ..Envelope::default()
+        };
+        if let Some(j) = self.conn_macros.get("j") {
+            envelope.mta_host = Some(j.clone());
+        }
+        MessageState {
+            envelope,
+            ..MessageState::default()
+        }
+    }
+
+    /// The open message; a command that belongs to a message opens one when
+    /// the MTA skipped MAIL (the session stays lenient rather than failing).
+    fn message_mut(&mut self) -> &mut MessageState {
+        if self.message.is_none() {
+            self.message = Some(self.new_message());
+        }
+        self.message.as_mut().expect("message opened above")
+    }
+
+    fn ack(&self, no_reply_flag: u32) -> Step {
+        match self.negotiated {
+            Some(n) if n.no_reply(no_reply_flag) => Step::Nothing,
+            _ => Step::Reply(Reply::Continue),
+        }
+    }
+}
+
+fn apply_macro(envelope: &mut Envelope, name: &str, value: &str) {
+    let set = |field: &mut Option<String>| {
+        if !value.is_empty() {
+            *field = Some(value.to_string());
+        }
+    };
+    match name {
+        "{auth_authen}" => set(&mut envelope.auth_login),
+        "{auth_type}" => set(&mut envelope.auth_type),
+        "i" => set(&mut envelope.queue_id),
+        "j" => set(&mut envelope.mta_host),
+        "{client_addr}" if envelope.client.addr.is_none() => {
+            envelope.client.addr = value.parse().ok()
+        }
+        _ => {}
+    }
+}
+
+/// Append one header to the raw header block. Folded values arrive with bare
+/// LF between lines; the block uses CRLF.
+fn append_header(out: &mut BytesMut, name: &[u8], value: &[u8], leadspc: bool) {
+    out.put_slice(name);
+    out.put_u8(b':');
+    if !leadspc {
+        out.put_u8(b' ');
+    }
+    let mut prev = 0u8;
+    for &b in value {
+        if b == b'\n' && prev != b'\r' {
+            out.put_u8(b'\r');
+        }
+        out.put_u8(b);
+        prev = b;
+    }
+    out.put_slice(b"\r\n");
+}
+
+fn decision_reply(decision: Decision) -> Reply {
+    match decision {
+        Decision::Continue => Reply::Continue,
+        Decision::Accept => Reply::Accept,
+        Decision::Discard => Reply::Discard,
+        Decision::Reject => Reply::Reject,
+        Decision::Tempfail => Reply::Tempfail,
+        Decision::Reply(reply) => Reply::ReplyCode(reply.wire_text()),
+    }
+}
+
+fn header_reply(edit: HeaderEdit, actions: u32, leadspc: bool) -> Option<Reply> {
+    // With HDR_LEADSPC the MTA writes our value verbatim after the colon.
+    let spaced = |v: String| if leadspc { format!(" {v}") } else { v };
+    match edit {
+        HeaderEdit::Add { name, value } if actions & action::ADDHDRS != 0 => {
+            Some(Reply::AddHeader {
+                name,
+                value: spaced(value),
+            })
+        }
+        HeaderEdit::Insert { index, name, value } if actions & action::ADDHDRS != 0 => {
+            Some(Reply::InsHeader {
+                index,
+                name,
+                value: spaced(value),
+            })
+        }
+        HeaderEdit::Change { index, name, value } if actions & action::CHGHDRS != 0 => {
+            Some(Reply::ChgHeader {
+                index,
+                name,
+                value: spaced(value),
+            })
+        }
+        HeaderEdit::Delete { index, name } if actions & action::CHGHDRS != 0 => {
+            Some(Reply::ChgHeader {
+                index,
+                name,
+                value: String::new(),
+            })
+        }
+        _ => None,
+    }
+}
