@@ -53,7 +53,8 @@ impl Pipeline {
             let prefix = &self.options.header_prefix;
             verdict.headers.push(HeaderEdit::Add {
                 name: format!("{prefix}-Score"),
-                value: format!("{:.2}", report.score),
+                // `+ 0.0` turns the empty sum (-0.0) into 0.0.
+                value: format!("{:.2}", report.score + 0.0),
             });
             if !report.symbols.is_empty() {
                 verdict.headers.push(HeaderEdit::Add {

@@ -5,6 +5,7 @@
 //! knows nothing of rules, scoring or storage.
 
 pub mod address;
+pub mod client;
 pub mod connection;
 pub mod consts;
 pub mod filter;
