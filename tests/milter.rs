@@ -33,6 +33,9 @@ struct ScriptedFilter {
 
 impl Filter for ScriptedFilter {
     async fn mail(&self, envelope: &Envelope) -> Decision {
+        if envelope.mail_from.starts_with("panic@") {
+            panic!("scripted panic at MAIL");
+        }
         if envelope.mail_from.starts_with("blocked@") {
             Decision::Reply(
                 SmtpReply::new(
@@ -362,7 +365,13 @@ async fn failing_filters_get_the_fail_safe_and_progress_keeps_the_mta_waiting() 
             "{subject}"
         );
     }
-    // The same connection still works after a panic and a timeout.
+    // A panic at MAIL gets the fail-safe decision too: go on.
+    let mut panicky = submission("fine", "x\n");
+    panicky.mail_from = "<panic@customer.example>".into();
+    let out = c.send_message(&panicky).await.unwrap();
+    assert_eq!(out.envelope[0], Reply::Continue);
+    assert_eq!(out.eom, vec![Reply::Accept]);
+    // The same connection still works after panics and a timeout.
     let out = c.send_message(&submission("fine", "x\n")).await.unwrap();
     assert_eq!(out.eom, vec![Reply::Accept]);
     d.stop().await;

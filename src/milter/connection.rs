@@ -5,10 +5,12 @@
 //! it cannot decide. A malformed packet closes only this connection.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use futures::FutureExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
@@ -157,32 +159,25 @@ where
                 return Ok(session.messages_seen());
             }
             Step::AskMail => {
-                let envelope = session.envelope().cloned().unwrap_or_default();
-                let f = filter.clone();
-                let decision = guarded(
-                    options.command_timeout,
-                    async move { f.mail(&envelope).await },
-                )
-                .await
-                .unwrap_or_else(|reason| {
-                    telemetry::FILTER_FAILURES.incr();
-                    warn!(stage = "mail", %reason, "filter failed; using fail-safe");
-                    options.fail_safe.decision()
-                });
+                let envelope = session.envelope().expect("MAIL opened a message");
+                let decision = guarded(options.command_timeout, filter.mail(envelope))
+                    .await
+                    .unwrap_or_else(|reason| {
+                        telemetry::FILTER_FAILURES.incr();
+                        warn!(stage = "mail", %reason, "filter failed; using fail-safe");
+                        options.fail_safe.decision()
+                    });
                 encode_reply(&session.answer(decision), &mut output);
             }
             Step::AskRcpt(rcpt) => {
-                let envelope = session.envelope().cloned().unwrap_or_default();
-                let f = filter.clone();
-                let decision = guarded(options.command_timeout, async move {
-                    f.rcpt(&envelope, &rcpt).await
-                })
-                .await
-                .unwrap_or_else(|reason| {
-                    telemetry::FILTER_FAILURES.incr();
-                    warn!(stage = "rcpt", %reason, "filter failed; using fail-safe");
-                    options.fail_safe.decision()
-                });
+                let envelope = session.envelope().expect("RCPT belongs to a message");
+                let decision = guarded(options.command_timeout, filter.rcpt(envelope, &rcpt))
+                    .await
+                    .unwrap_or_else(|reason| {
+                        telemetry::FILTER_FAILURES.incr();
+                        warn!(stage = "rcpt", %reason, "filter failed; using fail-safe");
+                        options.fail_safe.decision()
+                    });
                 encode_reply(&session.answer(decision), &mut output);
             }
             Step::AskEom => {
@@ -271,21 +266,14 @@ where
     }
 }
 
-/// Run a filter call on its own task with a budget; `Err` names the failure.
-async fn guarded<T: Send + 'static>(
-    budget: Duration,
-    work: impl Future<Output = T> + Send + 'static,
-) -> Result<T, String> {
-    let task = tokio::spawn(work.in_current_span());
-    let abort = task.abort_handle();
-    match tokio::time::timeout(budget, task).await {
+/// Run a MAIL/RCPT filter call within a budget, containing panics; `Err`
+/// names the failure. (End-of-message runs on its own task instead, so that
+/// PROGRESS keeps flowing while it computes.)
+async fn guarded<T>(budget: Duration, work: impl Future<Output = T>) -> Result<T, String> {
+    match tokio::time::timeout(budget, AssertUnwindSafe(work).catch_unwind()).await {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) if e.is_panic() => Err("filter panicked".into()),
-        Ok(Err(e)) => Err(format!("filter task failed: {e}")),
-        Err(_) => {
-            abort.abort();
-            Err(format!("filter exceeded {budget:?}"))
-        }
+        Ok(Err(_)) => Err("filter panicked".into()),
+        Err(_) => Err(format!("filter exceeded {budget:?}")),
     }
 }
 
