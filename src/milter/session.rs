@@ -502,3 +502,148 @@ fn header_reply(edit: HeaderEdit, actions: u32, leadspc: bool) -> Option<Reply> 
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn negotiated(protocol: u32) -> Session {
+        let mut s = Session::new(64);
+        s.handle(Command::OptNeg {
+            version: 6,
+            actions: 0x1FF,
+            protocol,
+        })
+        .unwrap();
+        s
+    }
+
+    fn header(name: &str, value: &str) -> Command {
+        Command::Header {
+            name: Bytes::copy_from_slice(name.as_bytes()),
+            value: Bytes::copy_from_slice(value.as_bytes()),
+        }
+    }
+
+    #[test]
+    fn folded_headers_become_crlf_and_one_space_is_restored_without_leadspc() {
+        // An MTA that offers no HDR_LEADSPC strips one space after the colon.
+        let mut s = negotiated(0x7F);
+        s.handle(Command::Mail(vec!["<a@b.example>".into()]))
+            .unwrap();
+        s.handle(header("Subject", "part1\n\tpart2")).unwrap();
+        s.handle(header("X-Empty", "")).unwrap();
+        s.handle(Command::Body(Bytes::from_static(b"hi\r\n")))
+            .unwrap();
+        assert_eq!(
+            s.handle(Command::BodyEob(Bytes::new())).unwrap(),
+            Step::AskEom
+        );
+        let (_, m) = s.take_message();
+        assert_eq!(
+            &m.raw[..],
+            b"Subject: part1\r\n\tpart2\r\nX-Empty: \r\n\r\nhi\r\n"
+        );
+    }
+
+    #[test]
+    fn bodies_past_the_limit_are_counted_not_kept() {
+        let mut s = negotiated(0x1F_FFFF);
+        s.handle(Command::Mail(vec!["<a@b.example>".into()]))
+            .unwrap();
+        assert_eq!(
+            s.handle(Command::Body(Bytes::from(vec![b'x'; 100])))
+                .unwrap(),
+            Step::Nothing
+        );
+        s.handle(Command::BodyEob(Bytes::new())).unwrap();
+        let (_, m) = s.take_message();
+        assert!(m.truncated);
+        assert_eq!(m.size, 100);
+        assert_eq!(m.raw.len(), 2 + 64);
+    }
+
+    #[test]
+    fn skip_is_sent_past_the_limit_when_body_steps_are_answered() {
+        let mut s = negotiated(step::SKIP);
+        s.handle(Command::Mail(vec!["<a@b.example>".into()]))
+            .unwrap();
+        assert_eq!(
+            s.handle(Command::Body(Bytes::from(vec![b'x'; 10])))
+                .unwrap(),
+            Step::Reply(Reply::Continue)
+        );
+        assert_eq!(
+            s.handle(Command::Body(Bytes::from(vec![b'x'; 100])))
+                .unwrap(),
+            Step::Reply(Reply::Skip)
+        );
+    }
+
+    #[test]
+    fn mail_macros_before_mail_belong_to_the_new_message() {
+        let mut s = negotiated(0x1F_FFFF);
+        s.handle(Command::Macro {
+            for_command: b'C',
+            pairs: vec![("j".into(), "relay.test".into())],
+        })
+        .unwrap();
+        s.handle(Command::Mail(vec!["<old@b.example>".into()]))
+            .unwrap();
+        s.handle(Command::Abort).unwrap();
+        s.handle(Command::Macro {
+            for_command: b'M',
+            pairs: vec![("{auth_authen}".into(), "bob".into())],
+        })
+        .unwrap();
+        s.handle(Command::Mail(vec![
+            "<new@b.example>".into(),
+            "SIZE=10".into(),
+        ]))
+        .unwrap();
+        let env = s.envelope().unwrap();
+        assert_eq!(env.auth_login.as_deref(), Some("bob"));
+        assert_eq!(env.mail_from, "new@b.example");
+        assert_eq!(env.declared_size(), Some(10));
+        assert_eq!(env.mta_host.as_deref(), Some("relay.test"));
+        // A second MAIL without ABORT starts over without the old login.
+        s.handle(Command::Mail(vec!["<third@b.example>".into()]))
+            .unwrap();
+        assert_eq!(s.envelope().unwrap().auth_login, None);
+    }
+
+    #[test]
+    fn commands_before_negotiation_are_refused() {
+        let mut s = Session::new(64);
+        assert_eq!(
+            s.handle(Command::Helo("x".into())),
+            Err(SessionError::NotNegotiated("HELO"))
+        );
+        assert_eq!(
+            s.handle(Command::OptNeg {
+                version: 1,
+                actions: 0,
+                protocol: 0
+            }),
+            Err(SessionError::Version(1))
+        );
+    }
+
+    #[test]
+    fn refusals_carry_no_header_edits() {
+        let mut s = negotiated(0x1F_FFFF);
+        s.handle(Command::Mail(vec!["<a@b.example>".into()]))
+            .unwrap();
+        s.handle(Command::BodyEob(Bytes::new())).unwrap();
+        let verdict = EomVerdict {
+            decision: Decision::Reject,
+            quarantine: Some("x".into()),
+            headers: vec![HeaderEdit::Add {
+                name: "X-A".into(),
+                value: "1".into(),
+            }],
+        };
+        assert_eq!(s.end_of_message(verdict), vec![Reply::Reject]);
+    }
+}
