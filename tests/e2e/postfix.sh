@@ -101,7 +101,17 @@ milter_command_timeout = 10s
 milter_content_timeout = 60s
 MAIN
   postfix -c "$PF_DIR"/etc set-permissions >/dev/null 2>&1 || true
-  postfix -c "$PF_DIR"/etc check
+  pf_loud check
+}
+
+# Run a postfix(1) command; on failure show its messages, which Postfix
+# writes to stderr only when that is a terminal.
+pf_loud() {
+  postfix -c "$PF_DIR"/etc "$@" >/dev/null 2>&1 && return 0
+  if command -v script >/dev/null; then
+    script -qec "postfix -c '$PF_DIR/etc' $*" /dev/null </dev/null >&2 || true
+  fi
+  return 1
 }
 
 pf_set() {
@@ -109,7 +119,7 @@ pf_set() {
 }
 
 pf_start() {
-  postfix -c "$PF_DIR"/etc start >/dev/null 2>&1 || {
+  pf_loud start || {
     echo "postfix start failed:" >&2
     tail -20 "$PF_DIR"/maillog >&2 2>/dev/null
     return 1
