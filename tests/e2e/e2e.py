@@ -11,6 +11,11 @@ over SMTP with many messages per session and many sessions at once.
                                        connection; every SPAM_EVERY-th carries
                                        GTUBE. Prints a JSON summary; exit 1 if
                                        any reply was not the expected one.
+  e2e.py big HOST PORT TAG SPAM        one message with a ~59 KB header field
+                                       (one milter packet) and a 3 MB
+                                       body, GTUBE at the very end if SPAM=1;
+                                       prints the final reply ("250 ..." or
+                                       "550 5.7.1 ...").
 """
 import json
 import smtplib
@@ -134,6 +139,32 @@ def cmd_load(host, port, sessions, messages, spam_every, refusal_prefix):
     return 0 if good else 1
 
 
+def cmd_big(host, port, tag, spam):
+    # A folded header: 780 lines of 74 characters, ~59 KB in one field.
+    # (Postfix 3.7 silently cut a 90 KB field to ~60 KB, header_size_limit
+    # notwithstanding; the last token shows whether it arrived whole.)
+    fold = "\r\n\t".join(f"token-{i:05d}-" + "x" * 62 for i in range(780))
+    line = "The quick brown fox jumps over the lazy dog, again and again. 0123456789\r\n"
+    body = line * (3 * 1024 * 1024 // len(line))
+    if spam == "1":
+        body += GTUBE + "\r\n"
+    msg = (
+        f"From: <big-{tag}@example.com>\r\n"
+        f"To: <bob@example.net>\r\n"
+        f"Subject: big {tag} spam={spam}\r\n"
+        f"X-Big-Header: {fold}\r\n"
+        "\r\n" + body
+    )
+    smtp = smtplib.SMTP(host, int(port), local_hostname="big.client", timeout=120)
+    try:
+        smtp.sendmail(f"big-{tag}@example.com", ["bob@example.net"], msg)
+        print("250 accepted")
+    except smtplib.SMTPDataError as e:
+        print(f"{e.smtp_code} {e.smtp_error.decode('utf-8', 'replace')}")
+    smtp.quit()
+    return 0
+
+
 def main(argv):
     if len(argv) < 2:
         print(__doc__, file=sys.stderr)
@@ -143,6 +174,8 @@ def main(argv):
         return cmd_count(*args) or 0
     if cmd == "event":
         return cmd_event(*args)
+    if cmd == "big":
+        return cmd_big(*args)
     if cmd == "load":
         return cmd_load(*args)
     print(__doc__, file=sys.stderr)
