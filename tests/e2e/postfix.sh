@@ -50,7 +50,7 @@ anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 sink      unix  -       n       n       -       10      pipe
-  user=nobody argv=$PF_DIR/sink.sh $PF_DIR/sink \${queue_id}
+  user=nobody argv=/bin/sh $PF_DIR/sink.sh $PF_DIR/sink \${queue_id}
 MASTER
 
   cat >"$PF_DIR"/etc/main.cf <<MAIN
