@@ -309,7 +309,10 @@ impl Session {
             actions: 0,
             steps: 0,
         });
-        let deferred = self.message.as_mut().and_then(|m| m.deferred.take());
+        // The message is over: Postfix sends its ABORT only when the next
+        // transaction starts, so until then the connection counts as idle
+        // (a shutdown may close it).
+        let deferred = self.message.take().and_then(|m| m.deferred);
         let decision = match deferred {
             Some(refusal) if !verdict.decision.is_refusal() => refusal,
             _ => verdict.decision,
