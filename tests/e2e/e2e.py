@@ -5,17 +5,23 @@ over SMTP with many messages per session and many sessions at once.
   e2e.py count LOG                     number of "scored" events so far
   e2e.py event LOG KEY=VALUE...        the last scored event matching all
                                        keys (login, from, queue_id), as JSON
-  e2e.py load HOST PORT SESSIONS MESSAGES SPAM_EVERY EXPECT_REFUSAL_PREFIX
+  e2e.py load HOST PORT SESSIONS MESSAGES SPAM_EVERY EXPECT_REFUSAL_PREFIX [tempfail-ok]
                                        SESSIONS concurrent SMTP sessions, each
                                        sending MESSAGES messages over its one
                                        connection; every SPAM_EVERY-th carries
                                        GTUBE. Prints a JSON summary; exit 1 if
                                        any reply was not the expected one.
+                                       With tempfail-ok, 4xx replies (milter
+                                       gone) are counted, not errors.
   e2e.py big HOST PORT TAG SPAM        one message with a ~59 KB header field
                                        (one milter packet) and a 3 MB
                                        body, GTUBE at the very end if SPAM=1;
                                        prints the final reply ("250 ..." or
                                        "550 5.7.1 ...").
+  e2e.py idle HOST PORT FLAGFILE       one session: a message (must get 250),
+                                       then idle until FLAGFILE exists (<=60 s),
+                                       then another message; prints the replies
+                                       of both, one per line.
 """
 import json
 import smtplib
@@ -55,8 +61,9 @@ def cmd_event(log, *pairs):
     return 1
 
 
-def session(host, port, sid, count, spam_every, refusal_prefix, result):
-    ok = bad = refused = 0
+def session(host, port, sid, count, spam_every, refusal_prefix, tempfail_ok, result):
+    ok = bad = refused = tempfailed = 0
+    stages = {}
     texts = set()
     errors = []
     try:
@@ -81,10 +88,29 @@ def session(host, port, sid, count, spam_every, refusal_prefix, result):
                     errors.append(f"session {sid} msg {i}: GTUBE accepted")
                 else:
                     ok += 1
+            except (smtplib.SMTPSenderRefused, smtplib.SMTPRecipientsRefused) as e:
+                if isinstance(e, smtplib.SMTPRecipientsRefused):
+                    code, text = next(iter(e.recipients.values()))
+                else:
+                    code, text = e.smtp_code, e.smtp_error
+                if tempfail_ok and 400 <= code < 500:
+                    # The milter is gone: Postfix tempfails the rest of
+                    # this session; count them and stop.
+                    stage = "rcpt" if isinstance(e, smtplib.SMTPRecipientsRefused) else "mail"
+                    stages[stage] = stages.get(stage, 0) + 1
+                    tempfailed += count - i
+                    break
+                else:
+                    bad += 1
+                    errors.append(f"session {sid} msg {i}: {code} {text!r}")
             except smtplib.SMTPDataError as e:
                 text = e.smtp_error.decode("utf-8", "replace")
                 reply = f"{e.smtp_code} {text}"
-                if spam and reply.startswith(refusal_prefix):
+                if tempfail_ok and 400 <= e.smtp_code < 500:
+                    stages["data"] = stages.get("data", 0) + 1
+                    tempfailed += count - i
+                    break
+                elif spam and reply.startswith(refusal_prefix):
                     refused += 1
                     texts.add(reply)
                 else:
@@ -93,17 +119,18 @@ def session(host, port, sid, count, spam_every, refusal_prefix, result):
         smtp.quit()
     except (OSError, smtplib.SMTPException) as e:
         errors.append(f"session {sid}: {type(e).__name__}: {e}")
-    result[sid] = (ok, refused, bad, texts, errors)
+    result[sid] = (ok, refused, bad, texts, errors, tempfailed, stages)
 
 
-def cmd_load(host, port, sessions, messages, spam_every, refusal_prefix):
+def cmd_load(host, port, sessions, messages, spam_every, refusal_prefix, mode=""):
+    tempfail_ok = mode == "tempfail-ok"
     port, sessions, messages, spam_every = int(port), int(sessions), int(messages), int(spam_every)
     result = {}
     started = time.monotonic()
     threads = [
         threading.Thread(
             target=session,
-            args=(host, port, sid, messages, spam_every, refusal_prefix, result),
+            args=(host, port, sid, messages, spam_every, refusal_prefix, tempfail_ok, result),
         )
         for sid in range(sessions)
     ]
@@ -115,6 +142,11 @@ def cmd_load(host, port, sessions, messages, spam_every, refusal_prefix):
     accepted = sum(r[0] for r in result.values())
     refused = sum(r[1] for r in result.values())
     bad = sum(r[2] for r in result.values())
+    tempfailed = sum(r[5] for r in result.values())
+    stages = {}
+    for r in result.values():
+        for k, v in r[6].items():
+            stages[k] = stages.get(k, 0) + v
     texts = sorted(set().union(*(r[3] for r in result.values())) if result else set())
     errors = [e for r in result.values() for e in r[4]]
     if len(result) != sessions:
@@ -124,6 +156,8 @@ def cmd_load(host, port, sessions, messages, spam_every, refusal_prefix):
         "messages": sessions * messages,
         "accepted": accepted,
         "refused": refused,
+        "tempfailed": tempfailed,
+        "tempfail_stages": stages,
         "unexpected": bad,
         "refusal_texts": texts,
         "seconds": round(elapsed, 2),
@@ -131,11 +165,14 @@ def cmd_load(host, port, sessions, messages, spam_every, refusal_prefix):
     }
     print(json.dumps(summary))
     want_refused = sessions * (messages // spam_every if spam_every else 0)
-    good = (
-        not errors
-        and accepted + refused == sessions * messages
-        and refused == want_refused
-    )
+    if tempfail_ok:
+        good = not errors and accepted + refused + tempfailed == sessions * messages
+    else:
+        good = (
+            not errors
+            and accepted + refused == sessions * messages
+            and refused == want_refused
+        )
     return 0 if good else 1
 
 
@@ -165,6 +202,37 @@ def cmd_big(host, port, tag, spam):
     return 0
 
 
+def attempt(smtp, sender, text):
+    try:
+        smtp.sendmail(sender, ["bob@example.net"], text)
+        return "250 accepted"
+    except smtplib.SMTPSenderRefused as e:
+        return f"{e.smtp_code} {e.smtp_error.decode('utf-8', 'replace')}"
+    except smtplib.SMTPRecipientsRefused as e:
+        code, text = next(iter(e.recipients.values()))
+        return f"{code} {text.decode('utf-8', 'replace')}"
+    except smtplib.SMTPDataError as e:
+        return f"{e.smtp_code} {e.smtp_error.decode('utf-8', 'replace')}"
+
+
+def cmd_idle(host, port, flag):
+    import os
+
+    smtp = smtplib.SMTP(host, int(port), local_hostname="idle.client", timeout=60)
+    msg = "From: <idle@example.com>\r\nSubject: idle\r\n\r\nhello\r\n"
+    print(attempt(smtp, "idle@example.com", msg), flush=True)
+    for _ in range(600):
+        if os.path.exists(flag):
+            break
+        time.sleep(0.1)
+    print(attempt(smtp, "idle@example.com", msg), flush=True)
+    try:
+        smtp.quit()
+    except smtplib.SMTPException:
+        pass
+    return 0
+
+
 def main(argv):
     if len(argv) < 2:
         print(__doc__, file=sys.stderr)
@@ -174,6 +242,8 @@ def main(argv):
         return cmd_count(*args) or 0
     if cmd == "event":
         return cmd_event(*args)
+    if cmd == "idle":
+        return cmd_idle(*args)
     if cmd == "big":
         return cmd_big(*args)
     if cmd == "load":

@@ -86,6 +86,10 @@ smtpd_relay_restrictions = permit_mynetworks, reject
 smtpd_client_connection_count_limit = 0
 smtpd_client_message_rate_limit = 0
 default_process_limit = 100
+# Tempfails (milter down) must not slow or cut the load tests' sessions.
+smtpd_soft_error_limit = 10000
+smtpd_hard_error_limit = 10000
+smtpd_error_sleep_time = 0
 # A failed delivery must not loop for minutes.
 maximal_queue_lifetime = 1m
 bounce_queue_lifetime = 1m
