@@ -104,6 +104,10 @@ impl Filter for Pipeline {
         let engine = self.engine.load_full();
         let report = engine.scan(&envelope, &message.raw);
         let verdict = self.verdict(&report);
+        let reply = match &verdict.decision {
+            Decision::Reply(reply) => reply.to_string(),
+            _ => "-".to_string(),
+        };
         info!(
             login = envelope.auth_login.as_deref().unwrap_or("-"),
             from = %envelope.mail_from,
@@ -112,6 +116,8 @@ impl Filter for Pipeline {
             score = report.score,
             symbols = %report.symbols_line(),
             refused = verdict.decision.is_refusal(),
+            reply = %reply,
+            local = envelope.local_submission,
             "scored"
         );
         Ok(verdict)
