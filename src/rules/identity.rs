@@ -482,8 +482,10 @@ fn alignment_symbols(
         .iter()
         .filter(|c| c.identity == SpfIdentity::MailFrom && c.role == IpRole::Egress)
         .collect();
-    let spf_passes =
-        !mail_from_checks.is_empty() && mail_from_checks.iter().all(|c| c.result == SpfVerdict::Pass);
+    let spf_passes = !mail_from_checks.is_empty()
+        && mail_from_checks
+            .iter()
+            .all(|c| c.result == SpfVerdict::Pass);
     if is_aligned && spf_passes {
         return;
     }
@@ -563,8 +565,16 @@ mod tests {
 
     #[test]
     fn relaxed_alignment_uses_the_public_suffix_list() {
-        assert!(aligned("mail.example.co.uk", "example.co.uk", AlignMode::Relaxed));
-        assert!(!aligned("mail.example.co.uk", "example.co.uk", AlignMode::Strict));
+        assert!(aligned(
+            "mail.example.co.uk",
+            "example.co.uk",
+            AlignMode::Relaxed
+        ));
+        assert!(!aligned(
+            "mail.example.co.uk",
+            "example.co.uk",
+            AlignMode::Strict
+        ));
         assert!(!aligned("example.co.uk", "other.co.uk", AlignMode::Relaxed));
         assert_eq!(organizational_domain("a.b.example.com."), "example.com");
     }
