@@ -29,6 +29,9 @@ use crate::rules::identity::{
     SpfCheck, SpfIdentity, SpfVerdict,
 };
 
+/// RFC 7208 4.6.4: at most this many mechanisms that query DNS.
+const LOOKUP_LIMIT: usize = 10;
+
 /// Could not set up the resolver.
 #[derive(Debug, thiserror::Error)]
 pub enum SpfError {
@@ -273,6 +276,14 @@ impl SpfChecker {
             .map(|n| n.trim_end_matches('.').to_string())
             .collect();
         check.dns_queries = misses.load(Ordering::Relaxed);
+        if check.result == SpfVerdict::PermError
+            && check.detail.is_none()
+            && check.consulted.len() >= LOOKUP_LIMIT
+        {
+            check.detail = Some(format!(
+                "more than {LOOKUP_LIMIT} DNS-querying mechanisms (RFC 7208 4.6.4)"
+            ));
+        }
         check
     }
 
