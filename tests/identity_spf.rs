@@ -193,7 +193,25 @@ async fn answers_are_cached_across_messages_until_their_ttl() {
         .await;
     assert!(matches!(dmarc, DmarcLookup::Found(_)), "{dmarc:?}");
 
+    // "No record" answers are cached too.
+    for domain in ["nospf.test", "no-such-domain.test"] {
+        assert_eq!(check(&checker, domain, EGRESS).await.result, SpfVerdict::None);
+    }
+    let absent = checker
+        .dmarc_policy("nospf.test", deadline(Duration::from_secs(5)))
+        .await;
+    assert_eq!(absent, DmarcLookup::NotFound);
+
     dns.stop();
+    for domain in ["nospf.test", "no-such-domain.test"] {
+        let again = check(&checker, domain, EGRESS).await;
+        assert_eq!(again.result, SpfVerdict::None, "{again:?}");
+        assert_eq!(again.dns_queries, 0, "{again:?}");
+    }
+    let absent = checker
+        .dmarc_policy("nospf.test", deadline(Duration::from_secs(5)))
+        .await;
+    assert_eq!(absent, DmarcLookup::NotFound);
     let second = check(&checker, "incl.test", EGRESS).await;
     assert_eq!(second.result, SpfVerdict::Pass, "{second:?}");
     assert_eq!(second.dns_queries, 0, "{second:?}");

@@ -16,6 +16,7 @@ use mail_auth::dmarc::{self, Dmarc};
 use mail_auth::hickory_resolver::config::{
     NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
 };
+use mail_auth::hickory_resolver::net::{DnsError, NetError};
 use mail_auth::hickory_resolver::proto::rr::{Name, RData};
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::spf::Spf;
@@ -45,12 +46,15 @@ pub enum SpfError {
 /// The answers kept across messages.
 struct Caches {
     txt: TtlCache<Box<str>, Txt>,
-    /// The text of SPF records read at the top of an evaluation.
+    /// The text of SPF records read at the top of an evaluation; empty
+    /// caches "no SPF record".
     spf_text: TtlCache<Box<str>, Arc<str>>,
     mx: TtlCache<Box<str>, RecordSet<MX>>,
     ipv4: TtlCache<Box<str>, RecordSet<Ipv4Addr>>,
     ipv6: TtlCache<Box<str>, RecordSet<Ipv6Addr>>,
     ptr: TtlCache<IpAddr, RecordSet<Box<str>>>,
+    /// DMARC records by `_dmarc.` name; `None` caches "no record".
+    dmarc: TtlCache<Box<str>, Option<Arc<Dmarc>>>,
 }
 
 /// SPF and DMARC-policy checker. One per daemon; cheap to share (`Arc`).
@@ -60,6 +64,20 @@ pub struct SpfChecker {
     egress_ips: Vec<IpAddr>,
     check_client_ip: bool,
     budget: Duration,
+}
+
+/// How long "no record" answers are kept at most (and when the server sends
+/// no SOA to say).
+const NEGATIVE_TTL: Duration = Duration::from_secs(300);
+
+/// A raw TXT answer.
+enum TxtAnswer {
+    /// Each record's strings joined, and when the answer expires.
+    Records(Vec<String>, Instant),
+    /// NXDOMAIN or no TXT records, and until when that may be believed.
+    Missing(Instant),
+    /// The server failed or timed out.
+    Failed(String),
 }
 
 /// A top-level SPF record read, or why not.
@@ -116,6 +134,7 @@ impl SpfChecker {
                 ipv4: TtlCache::new(n),
                 ipv6: TtlCache::new(n),
                 ptr: TtlCache::new(n),
+                dmarc: TtlCache::new(n),
             },
             egress_ips: config.egress_ips.clone(),
             check_client_ip: config.check_client_ip,
@@ -292,43 +311,32 @@ impl SpfChecker {
     async fn top_record(&self, domain: &str, misses: &AtomicU32) -> TopRecord {
         let key = domain.to_fqdn().into_owned();
         if let Some((_, text)) = self.caches.spf_text.get_entry(key.as_str()) {
+            if text.is_empty() {
+                return TopRecord::Missing;
+            }
             if self.caches.txt.get_entry(key.as_str()).is_some() {
                 return TopRecord::Found(text);
             }
         }
-        let name = match Name::from_str_relaxed(key.as_str()) {
-            Ok(name) => name,
-            Err(e) => return TopRecord::Error(SpfVerdict::None, format!("bad name: {e}")),
-        };
         misses.fetch_add(1, Ordering::Relaxed);
-        let lookup = match self.auth.resolver().txt_lookup(name).await {
-            Ok(lookup) => lookup,
-            Err(e) => {
-                return match mail_auth::Error::from(e) {
-                    mail_auth::Error::Dns(mail_auth::DnsError::RecordNotFound(_)) => {
-                        TopRecord::Missing
-                    }
-                    other => TopRecord::Error(SpfVerdict::TempError, other.to_string()),
-                }
+        let (records, valid_until) = match self.txt(&key).await {
+            TxtAnswer::Records(records, until) => (records, until),
+            TxtAnswer::Missing(until) => {
+                self.caches
+                    .spf_text
+                    .put(key.into_boxed_str(), Arc::from(""), until);
+                return TopRecord::Missing;
             }
+            TxtAnswer::Failed(e) => return TopRecord::Error(SpfVerdict::TempError, e),
         };
-        let valid_until = lookup.valid_until();
-        let records: Vec<String> = lookup
-            .answers()
-            .iter()
-            .filter_map(|r| match &r.data {
-                RData::TXT(txt) => Some(
-                    txt.txt_data
-                        .iter()
-                        .map(|part| String::from_utf8_lossy(part).into_owned())
-                        .collect::<String>(),
-                ),
-                _ => None,
-            })
-            .filter(|t| is_spf1(t))
-            .collect();
+        let records: Vec<String> = records.into_iter().filter(|t| is_spf1(t)).collect();
         match records.len() {
-            0 => TopRecord::Missing,
+            0 => {
+                self.caches
+                    .spf_text
+                    .put(key.into_boxed_str(), Arc::from(""), valid_until);
+                TopRecord::Missing
+            }
             1 => {
                 let text: Arc<str> = Arc::from(records[0].as_str());
                 let parsed = match Spf::parse(text.as_bytes()) {
@@ -347,6 +355,40 @@ impl SpfChecker {
                 SpfVerdict::PermError,
                 format!("{n} SPF records published: {}", records.join(" | ")),
             ),
+        }
+    }
+
+    /// The TXT strings at `fqdn`, each record's strings joined.
+    async fn txt(&self, fqdn: &str) -> TxtAnswer {
+        let name = match Name::from_str_relaxed(fqdn) {
+            Ok(name) => name,
+            Err(e) => return TxtAnswer::Failed(format!("bad name {fqdn}: {e}")),
+        };
+        match self.auth.resolver().txt_lookup(name).await {
+            Ok(lookup) => {
+                let records = lookup
+                    .answers()
+                    .iter()
+                    .filter_map(|r| match &r.data {
+                        RData::TXT(txt) => Some(
+                            txt.txt_data
+                                .iter()
+                                .map(|part| String::from_utf8_lossy(part).into_owned())
+                                .collect::<String>(),
+                        ),
+                        _ => None,
+                    })
+                    .collect();
+                TxtAnswer::Records(records, lookup.valid_until())
+            }
+            Err(NetError::Dns(DnsError::NoRecordsFound(none))) => {
+                let ttl = none
+                    .negative_ttl
+                    .map_or(NEGATIVE_TTL, |s| Duration::from_secs(s.into()))
+                    .min(NEGATIVE_TTL);
+                TxtAnswer::Missing(Instant::now() + ttl)
+            }
+            Err(e) => TxtAnswer::Failed(e.to_string()),
         }
     }
 
@@ -402,18 +444,32 @@ impl SpfChecker {
         }
     }
 
+    /// The DMARC record at `_dmarc.<domain>`: `Ok(None)` when there is none.
     async fn dmarc_record(&self, domain: &str) -> Result<Option<Arc<Dmarc>>, String> {
-        let misses = AtomicU32::new(0);
-        let cache = Tracked::new(&self.caches.txt, &misses);
-        match self
-            .auth
-            .txt_lookup::<Dmarc>(format!("_dmarc.{domain}."), Some(&cache))
-            .await
-        {
-            Ok(record) => Ok(Some(record)),
-            Err(mail_auth::Error::Dns(mail_auth::DnsError::Resolver(e))) => Err(e),
-            Err(_) => Ok(None),
+        let key = format!("_dmarc.{domain}").to_fqdn().into_owned();
+        if let Some((_, record)) = self.caches.dmarc.get_entry(key.as_str()) {
+            return Ok(record);
         }
+        let (record, until) = match self.txt(&key).await {
+            TxtAnswer::Failed(e) => return Err(e),
+            TxtAnswer::Missing(until) => (None, until),
+            TxtAnswer::Records(records, until) => (
+                records
+                    .iter()
+                    .filter(|t| {
+                        t.trim_start()
+                            .get(..8)
+                            .is_some_and(|v| v.eq_ignore_ascii_case("v=DMARC1"))
+                    })
+                    .find_map(|t| Dmarc::parse(t.as_bytes()).ok())
+                    .map(Arc::new),
+                until,
+            ),
+        };
+        self.caches
+            .dmarc
+            .put(key.into_boxed_str(), record.clone(), until);
+        Ok(record)
     }
 
     /// Entries in the shared TXT cache (for tests and metrics).
