@@ -6,11 +6,13 @@
 mod identity_support;
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use identity_support::{dead_port, Dns, SilentDns, EGRESS, EGRESS6};
+use outscore::auth::identity::IdentityChecker;
 use outscore::auth::spf::SpfChecker;
-use outscore::config::SpfConfig;
+use outscore::config::{Config, SpfConfig};
 use outscore::envelope::{Client, Envelope};
 use outscore::rules::identity::{
     evaluate, DmarcLookup, DmarcPolicy, IdentityOptions, IpRole, SpfCheck, SpfIdentity, SpfVerdict,
@@ -195,7 +197,10 @@ async fn answers_are_cached_across_messages_until_their_ttl() {
 
     // "No record" answers are cached too.
     for domain in ["nospf.test", "no-such-domain.test"] {
-        assert_eq!(check(&checker, domain, EGRESS).await.result, SpfVerdict::None);
+        assert_eq!(
+            check(&checker, domain, EGRESS).await.result,
+            SpfVerdict::None
+        );
     }
     let absent = checker
         .dmarc_policy("nospf.test", deadline(Duration::from_secs(5)))
@@ -326,4 +331,69 @@ async fn dmarc_policy_lookup() {
         checker.dmarc_policy("nospf.test", d).await,
         DmarcLookup::NotFound
     );
+}
+
+/// The issue's scenario: login alice@customer.example, MAIL FROM
+/// ceo@bank.example, header From support@paypal.com, through the one call
+/// the pipeline makes, with a config file and an accounts file.
+#[tokio::test]
+async fn compromised_account_sending_as_a_bank_and_paypal() {
+    let dns = Dns::start();
+    let dir = tempfile::tempdir().unwrap();
+    let accounts = dir.path().join("accounts.toml");
+    std::fs::write(
+        &accounts,
+        "[[account]]\nlogin = \"alice@customer.example\"\naliases = [\"info@customer.example\"]\n",
+    )
+    .unwrap();
+    let text = format!(
+        "[spf]\negress_ips = [\"{EGRESS}\"]\nresolver = \"{}\"\nbudget = \"3s\"\n\
+         [identity]\naccounts_file = \"{}\"\n",
+        dns.addr,
+        accounts.display()
+    );
+    let config = Config::parse(Path::new("outscore.toml"), &text).unwrap();
+    let checker = IdentityChecker::from_config(&config).unwrap();
+    let envelope = Envelope {
+        auth_login: Some("alice@customer.example".into()),
+        mail_from: "ceo@bank.example".into(),
+        rcpts: vec!["victim@example.net".into()],
+        client: Client {
+            addr: Some("198.51.100.7".parse().unwrap()),
+            helo: Some("pc.customer.example".into()),
+            ..Client::default()
+        },
+        ..Envelope::default()
+    };
+    let raw = b"From: PayPal <support@paypal.com>\r\nTo: victim@example.net\r\n\
+                Subject: Your account\r\n\r\nVerify now.\r\n";
+    let outcome = checker.check(&envelope, raw).await;
+    let by_name = |name: &str| {
+        outcome
+            .symbols
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("{name} missing: {:#?}", outcome.symbols))
+    };
+    let spf = by_name("SPF_FAIL");
+    assert!(spf.evidence[0].contains("bank.example"), "{spf:?}");
+    assert!(spf.evidence[0].contains(EGRESS));
+    assert!(spf.evidence[0].contains("v=spf1 ip4:203.0.113.0/24 -all"));
+    assert!(by_name("LOGIN_MAILFROM_MISMATCH").evidence[0].contains("(mail from)"));
+    assert!(by_name("LOGIN_HEADER_FROM_MISMATCH").evidence[0].contains("(header)"));
+    assert!(by_name("FROM_MAILFROM_MISALIGNED").evidence[0].contains("paypal.com"));
+    let dmarc = by_name("DMARC_POLICY_REJECT_MISALIGNED");
+    assert!(dmarc.evidence[0].contains("_dmarc.paypal.com"), "{dmarc:?}");
+    assert_eq!(outcome.symbols.len(), 5, "{:#?}", outcome.symbols);
+
+    // The same account sending as itself through the relay: SPF passes,
+    // everything aligns, nothing else fires (its domain has p=reject, aspf=s).
+    let clean = Envelope {
+        mail_from: "info@customer.example".into(),
+        ..envelope
+    };
+    let raw = b"From: Alice <alice@customer.example>\r\nSubject: hi\r\n\r\nhello\r\n";
+    let outcome = checker.check(&clean, raw).await;
+    let names: Vec<_> = outcome.symbols.iter().map(|s| s.name).collect();
+    assert_eq!(names, vec!["SPF_PASS"], "{:#?}", outcome.symbols);
 }

@@ -6,4 +6,5 @@
 
 pub mod accounts;
 pub mod cache;
+pub mod identity;
 pub mod spf;
