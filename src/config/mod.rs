@@ -167,7 +167,8 @@ pub struct SpfConfig {
     /// Timeout of one DNS query.
     pub lookup_timeout: Duration,
     /// Time allowed for all lookups of one message (SPF for every IP and the
-    /// DMARC policy); when spent the result is temperror.
+    /// DMARC policy); when spent the result is temperror. Default 4 s, or
+    /// half of `milter.scan_timeout` if that is less; must stay below it.
     pub budget: Duration,
     /// `ip:port` of the DNS server; `None` reads `/etc/resolv.conf`.
     pub resolver: Option<SocketAddr>,
@@ -399,8 +400,23 @@ impl Config {
         if let Some(level) = raw.log.level {
             config.log.level = level;
         }
+        let budget_set = raw.spf.budget.is_some();
         validate_spf(raw.spf, &mut config.spf, &mut errors);
+        if !budget_set {
+            // The default budget leaves at least half of the scan to the rest.
+            config.spf.budget = config.spf.budget.min(config.milter.scan_timeout / 2);
+        }
         validate_identity(raw.identity, &mut config.identity, &mut errors);
+        if config.spf.enabled && config.spf.budget >= config.milter.scan_timeout {
+            errors.push(
+                None,
+                format!(
+                    "spf.budget ({} ms) must be below milter.scan_timeout ({} ms): DNS must never use up the scan",
+                    config.spf.budget.as_millis(),
+                    config.milter.scan_timeout.as_millis()
+                ),
+            );
+        }
         if errors.list.is_empty() {
             Ok(config)
         } else {
@@ -726,5 +742,8 @@ attribution_map = { "www-data@relay.example" = "shop@customer.example" }
             "[spf]\negress_ips = [\"nope\"]\nresolver = \"x\"\n[identity]\nattribution = \"map\"\n";
         let err = Config::parse(Path::new("o.toml"), bad).unwrap_err();
         assert_eq!(err.0.len(), 3, "{err}");
+        let slow = "[milter]\nscan_timeout = \"2s\"\n[spf]\nbudget = \"3s\"\n";
+        let err = Config::parse(Path::new("o.toml"), slow).unwrap_err();
+        assert!(err.to_string().contains("spf.budget"), "{err}");
     }
 }
