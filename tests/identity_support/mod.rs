@@ -83,7 +83,17 @@ impl Dns {
         Dns::start_with_ttl(300)
     }
 
+    /// Retries on a fresh port when another process took the one picked.
     pub fn start_with_ttl(ttl: u32) -> Dns {
+        for _ in 0..4 {
+            if let Some(dns) = Dns::try_start(ttl) {
+                return dns;
+            }
+        }
+        Dns::try_start(ttl).expect("dnsmasq keeps exiting at start")
+    }
+
+    fn try_start(ttl: u32) -> Option<Dns> {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let mut conf = format!(
@@ -122,18 +132,19 @@ impl Dns {
             addr,
             _dir: dir,
         };
-        dns.wait_ready();
-        dns
+        dns.wait_ready().then_some(dns)
     }
 
-    fn wait_ready(&mut self) {
+    /// `true` once dnsmasq accepts connections; `false` if it exited.
+    fn wait_ready(&mut self) -> bool {
         for _ in 0..100 {
             if TcpStream::connect_timeout(&self.addr, Duration::from_millis(100)).is_ok() {
-                return;
+                return true;
             }
             if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!("dnsmasq exited at start: {status}");
+                if let Ok(Some(_)) = child.try_wait() {
+                    self.child = None;
+                    return false;
                 }
             }
             std::thread::sleep(Duration::from_millis(50));
