@@ -306,14 +306,14 @@ impl AccountIdentity {
         if !self.login.is_empty() && address == self.login {
             return Some("the login itself");
         }
-        if self.addresses.iter().any(|a| *a == address) {
+        if self.addresses.contains(&address) {
             return Some("an authorised address");
         }
         let domain = domain_of(&address)?;
         if self.any_of_own_domain && self.own_domain.as_deref() == Some(domain.as_str()) {
             return Some("an address of its own domain");
         }
-        if self.domains.iter().any(|d| *d == domain) {
+        if self.domains.contains(&domain) {
             return Some("an authorised domain");
         }
         None
