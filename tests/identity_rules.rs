@@ -373,14 +373,27 @@ fn local_submissions_are_attributed() {
         &dir,
     );
     assert!(symbols.is_empty(), "{symbols:?}");
-    let symbols = run(
-        &env,
-        &message("security@paypal.com"),
-        &IdentityFacts::default(),
-        &dir,
-    );
+    // The account is the MAIL FROM domain itself: a foreign header From is
+    // judged by alignment, not charged twice as a login mismatch.
+    let foreign = message("security@paypal.com");
+    let symbols = run(&env, &foreign, &IdentityFacts::default(), &dir);
+    assert_eq!(names(&symbols), vec!["FROM_MAILFROM_MISALIGNED"]);
+    // With a directory entry for the domain its allowed identities apply.
+    let mut listed = directory(&IdentityConfig::default());
+    listed
+        .add_toml(
+            Path::new("shop.toml"),
+            "[[account]]\nlogin = \"shop.example\"\ndomains = [\"shop.example\"]\n",
+        )
+        .unwrap();
+    let symbols = run(&env, &foreign, &IdentityFacts::default(), &listed);
     let header = find(&symbols, "LOGIN_HEADER_FROM_MISMATCH");
     assert!(header.evidence[0].contains("shop.example"), "{header:?}");
+    assert!(
+        header.evidence[0].contains("local submission attributed"),
+        "{header:?}"
+    );
+    assert!(!names(&symbols).contains(&"LOGIN_MAILFROM_MISMATCH"));
     assert!(
         dir.sender(&local("")).is_none(),
         "a bounce has no sender domain"

@@ -174,6 +174,7 @@ impl AccountsDirectory {
                 account: login.trim().to_ascii_lowercase(),
                 how: "login".into(),
                 identity: self.identity_for(login),
+                check_identity: true,
             });
         }
         let origin = if envelope.local_submission {
@@ -186,14 +187,17 @@ impl AccountsDirectory {
         match self.attribution {
             LocalAttribution::None => None,
             LocalAttribution::SenderDomain => {
-                let identity = match self.accounts.get(&domain) {
-                    Some(identity) => identity.clone(),
-                    None => AccountIdentity::for_domain(&domain),
+                // A directory entry for the domain says what it may send
+                // as; without one the domain itself is all there is.
+                let (identity, check_identity) = match self.accounts.get(&domain) {
+                    Some(identity) => (identity.clone(), true),
+                    None => (AccountIdentity::for_domain(&domain), false),
                 };
                 Some(Sender {
                     account: domain,
                     how: format!("{origin} attributed by sender domain to account"),
                     identity,
+                    check_identity,
                 })
             }
             LocalAttribution::Map => {
@@ -205,6 +209,7 @@ impl AccountsDirectory {
                     account: account.to_ascii_lowercase(),
                     how: format!("{origin} attributed by map entry {key} to account"),
                     identity: self.identity_for(account),
+                    check_identity: true,
                 })
             }
         }

@@ -256,6 +256,10 @@ pub struct Sender {
     /// How the account was found, for evidence (`login`, `attributed by…`).
     pub how: String,
     pub identity: AccountIdentity,
+    /// Whether the login-mismatch rules apply. Off for an account derived
+    /// from the envelope sender's domain alone: MAIL FROM matches it by
+    /// construction and the header From is already judged by alignment.
+    pub check_identity: bool,
 }
 
 /// The addresses one account may send as. Addresses and domains are stored
@@ -407,7 +411,7 @@ pub fn evaluate(
     let mut out = Vec::new();
     spf_symbols(facts, &mut out);
     alignment_symbols(envelope, header_from, facts, options, &mut out);
-    if let Some(sender) = sender {
+    if let Some(sender) = sender.filter(|s| s.check_identity) {
         login_symbols(envelope, header_from, sender, &mut out);
     }
     out
