@@ -61,7 +61,7 @@ pub fn sniff(data: &[u8]) -> Option<&'static str> {
 
 /// Types that run code when opened.
 pub fn is_executable(kind: &str) -> bool {
-    matches!(kind, "pe" | "elf" | "msi" | "lnk" | "script")
+    matches!(kind, "pe" | "elf" | "msi" | "lnk")
 }
 
 /// Disk images and installers that carry executables past mail filters.

@@ -20,6 +20,9 @@ pub struct KeywordList {
     pub symbol: String,
     /// Distinct-hit strength at which the symbol reaches its full weight.
     pub saturate: f64,
+    /// Factor ceiling: past `saturate`, more distinct keywords keep adding
+    /// until the factor reaches this (1.0: the weight is the maximum).
+    pub max_factor: f64,
     /// (keyword as written, strength, line).
     pub terms: Vec<(String, u32, usize)>,
 }
@@ -41,8 +44,8 @@ pub struct KeywordSet {
     entries: Vec<Vec<Entry>>,
     /// Per pattern: needs word boundaries at its start / end.
     bounded: Vec<(bool, bool)>,
-    /// (symbol name, saturate).
-    symbols: Vec<(String, f64)>,
+    /// (symbol name, saturate, max_factor).
+    symbols: Vec<(String, f64, f64)>,
     pub pattern_count: usize,
 }
 
@@ -60,15 +63,16 @@ impl KeywordSet {
         let mut patterns: Vec<String> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
         let mut entries: Vec<Vec<Entry>> = Vec::new();
-        let mut symbols: Vec<(String, f64)> = Vec::new();
+        let mut symbols: Vec<(String, f64, f64)> = Vec::new();
         for list in lists {
-            let sym = match symbols.iter().position(|(s, _)| *s == list.symbol) {
+            let sym = match symbols.iter().position(|(s, _, _)| *s == list.symbol) {
                 Some(i) => {
                     symbols[i].1 = symbols[i].1.max(list.saturate);
+                    symbols[i].2 = symbols[i].2.max(list.max_factor);
                     i
                 }
                 None => {
-                    symbols.push((list.symbol.clone(), list.saturate));
+                    symbols.push((list.symbol.clone(), list.saturate, list.max_factor));
                     symbols.len() - 1
                 }
             };
@@ -138,7 +142,7 @@ impl KeywordSet {
 
     /// Symbol names the lists emit.
     pub fn symbols(&self) -> impl Iterator<Item = &str> {
-        self.symbols.iter().map(|(s, _)| s.as_str())
+        self.symbols.iter().map(|(s, _, _)| s.as_str())
     }
 
     /// Every keyword occurrence in `text` on proper boundaries:
@@ -195,9 +199,9 @@ impl KeywordSet {
             scan(Place::AttachmentName, norm, name);
         }
         for (sym, kws) in found {
-            let (name, saturate) = &self.symbols[sym];
+            let (name, saturate, max_factor) = &self.symbols[sym];
             let strength: u32 = kws.values().map(|(s, _, _)| *s).sum();
-            let factor = (f64::from(strength) / saturate).min(1.0);
+            let factor = (f64::from(strength) / saturate).min(*max_factor);
             for (id, (_, place, quote)) in &kws {
                 let written = &self.entries[*id][0].written;
                 let evidence = if quote == written {
@@ -222,12 +226,14 @@ mod tests {
                 file: "pharma.en.txt".into(),
                 symbol: "KW_PHARMA".into(),
                 saturate: 4.0,
+                max_factor: 1.0,
                 terms: vec![("pill".into(), 1, 3), ("viagra".into(), 3, 4)],
             },
             KeywordList {
                 file: "adult.zh-Hans.txt".into(),
                 symbol: "KW_ADULT".into(),
                 saturate: 4.0,
+                max_factor: 1.0,
                 terms: vec![("无码".into(), 2, 3), ("成人".into(), 1, 4)],
             },
         ])
@@ -272,6 +278,7 @@ mod tests {
             file: "x.en.txt".into(),
             symbol: "KW_X".into(),
             saturate: 4.0,
+            max_factor: 1.0,
             terms: vec![
                 ("Pill".into(), 1, 2),
                 ("pill".into(), 1, 3),

@@ -729,11 +729,12 @@ fn word_list(file: &str, text: &str, addresses: bool, errors: &mut Errors) -> Ha
 }
 
 /// `keywords/<category>.<lang>.txt`: `# symbol: NAME` and optional
-/// `# saturate: N` header lines, then one keyword per line, optionally
+/// `# saturate: N` and `# max_factor: F` header lines, then one keyword per line, optionally
 /// followed by `| N` (the keyword counts as N distinct hits; default 1).
 fn keyword_list(file: &str, text: &str, errors: &mut Errors) -> Option<KeywordList> {
     let mut symbol = None;
     let mut saturate = 4.0;
+    let mut max_factor = 3.0;
     let mut terms = Vec::new();
     let stem = file
         .trim_start_matches("keywords/")
@@ -763,6 +764,11 @@ fn keyword_list(file: &str, text: &str, errors: &mut Errors) -> Option<KeywordLi
                 match s.trim().parse::<f64>() {
                     Ok(v) if v >= 1.0 => saturate = v,
                     _ => errors.push(file, Some(n), "saturate must be a number of at least 1"),
+                }
+            } else if let Some(s) = comment.strip_prefix("max_factor:") {
+                match s.trim().parse::<f64>() {
+                    Ok(v) if (1.0..=5.0).contains(&v) => max_factor = v,
+                    _ => errors.push(file, Some(n), "max_factor must be a number from 1 to 5"),
                 }
             }
             continue;
@@ -798,6 +804,7 @@ fn keyword_list(file: &str, text: &str, errors: &mut Errors) -> Option<KeywordLi
         file: file.to_string(),
         symbol,
         saturate,
+        max_factor,
         terms,
     })
 }
