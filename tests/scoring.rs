@@ -133,7 +133,8 @@ fn keyword_evidence_names_keyword_and_place() {
     assert!(kw
         .evidence
         .contains(&"keyword \"online pharmacy\" in body as \"Online pharmacy\"".to_string()));
-    assert_eq!(kw.factor, 1.0);
+    // viagra (3) + subject bonus (1) + two phrases (3 + 3) = 10 → 10/4, past the weight.
+    assert_eq!(kw.factor, 2.5);
 }
 
 #[test]
