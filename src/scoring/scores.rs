@@ -55,52 +55,108 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../scores/keywords/advance-fee.en.txt"),
     ),
     (
-        "keywords/advance-fee.fr.txt",
-        include_str!("../../scores/keywords/advance-fee.fr.txt"),
-    ),
-    (
         "keywords/advance-fee.es.txt",
         include_str!("../../scores/keywords/advance-fee.es.txt"),
+    ),
+    (
+        "keywords/advance-fee.fr.txt",
+        include_str!("../../scores/keywords/advance-fee.fr.txt"),
     ),
     (
         "keywords/advance-fee.it.txt",
         include_str!("../../scores/keywords/advance-fee.it.txt"),
     ),
     (
-        "keywords/crypto.en.txt",
-        include_str!("../../scores/keywords/crypto.en.txt"),
+        "keywords/counterfeit.en.txt",
+        include_str!("../../scores/keywords/counterfeit.en.txt"),
     ),
     (
-        "keywords/extortion.en.txt",
-        include_str!("../../scores/keywords/extortion.en.txt"),
+        "keywords/crypto.en.txt",
+        include_str!("../../scores/keywords/crypto.en.txt"),
     ),
     (
         "keywords/extortion.de.txt",
         include_str!("../../scores/keywords/extortion.de.txt"),
     ),
     (
-        "keywords/lottery.en.txt",
-        include_str!("../../scores/keywords/lottery.en.txt"),
+        "keywords/extortion.en.txt",
+        include_str!("../../scores/keywords/extortion.en.txt"),
     ),
     (
-        "keywords/lottery.it.txt",
-        include_str!("../../scores/keywords/lottery.it.txt"),
+        "keywords/finance.de.txt",
+        include_str!("../../scores/keywords/finance.de.txt"),
+    ),
+    (
+        "keywords/finance.en.txt",
+        include_str!("../../scores/keywords/finance.en.txt"),
+    ),
+    (
+        "keywords/finance.fr.txt",
+        include_str!("../../scores/keywords/finance.fr.txt"),
+    ),
+    (
+        "keywords/gambling.en.txt",
+        include_str!("../../scores/keywords/gambling.en.txt"),
+    ),
+    (
+        "keywords/gambling.zh-Hans.txt",
+        include_str!("../../scores/keywords/gambling.zh-Hans.txt"),
+    ),
+    (
+        "keywords/lottery.de.txt",
+        include_str!("../../scores/keywords/lottery.de.txt"),
     ),
     (
         "keywords/lottery.el.txt",
         include_str!("../../scores/keywords/lottery.el.txt"),
     ),
     (
+        "keywords/lottery.en.txt",
+        include_str!("../../scores/keywords/lottery.en.txt"),
+    ),
+    (
+        "keywords/lottery.es.txt",
+        include_str!("../../scores/keywords/lottery.es.txt"),
+    ),
+    (
+        "keywords/lottery.fr.txt",
+        include_str!("../../scores/keywords/lottery.fr.txt"),
+    ),
+    (
+        "keywords/lottery.it.txt",
+        include_str!("../../scores/keywords/lottery.it.txt"),
+    ),
+    (
+        "keywords/lottery.nl.txt",
+        include_str!("../../scores/keywords/lottery.nl.txt"),
+    ),
+    (
+        "keywords/lottery.pt.txt",
+        include_str!("../../scores/keywords/lottery.pt.txt"),
+    ),
+    (
         "keywords/malware.en.txt",
         include_str!("../../scores/keywords/malware.en.txt"),
+    ),
+    (
+        "keywords/marketing.el.txt",
+        include_str!("../../scores/keywords/marketing.el.txt"),
+    ),
+    (
+        "keywords/marketing.en.txt",
+        include_str!("../../scores/keywords/marketing.en.txt"),
+    ),
+    (
+        "keywords/pharma.de.txt",
+        include_str!("../../scores/keywords/pharma.de.txt"),
     ),
     (
         "keywords/pharma.en.txt",
         include_str!("../../scores/keywords/pharma.en.txt"),
     ),
     (
-        "keywords/pharma.de.txt",
-        include_str!("../../scores/keywords/pharma.de.txt"),
+        "keywords/pharma.es.txt",
+        include_str!("../../scores/keywords/pharma.es.txt"),
     ),
     (
         "keywords/pharma.fr.txt",
@@ -111,32 +167,36 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../scores/keywords/pharma.it.txt"),
     ),
     (
-        "keywords/pharma.es.txt",
-        include_str!("../../scores/keywords/pharma.es.txt"),
+        "keywords/phishing.de.txt",
+        include_str!("../../scores/keywords/phishing.de.txt"),
+    ),
+    (
+        "keywords/phishing.el.txt",
+        include_str!("../../scores/keywords/phishing.el.txt"),
     ),
     (
         "keywords/phishing.en.txt",
         include_str!("../../scores/keywords/phishing.en.txt"),
     ),
     (
-        "keywords/phishing.de.txt",
-        include_str!("../../scores/keywords/phishing.de.txt"),
+        "keywords/phishing.es.txt",
+        include_str!("../../scores/keywords/phishing.es.txt"),
     ),
     (
         "keywords/phishing.fr.txt",
         include_str!("../../scores/keywords/phishing.fr.txt"),
     ),
     (
-        "keywords/phishing.es.txt",
-        include_str!("../../scores/keywords/phishing.es.txt"),
-    ),
-    (
         "keywords/phishing.it.txt",
         include_str!("../../scores/keywords/phishing.it.txt"),
     ),
     (
-        "keywords/phishing.el.txt",
-        include_str!("../../scores/keywords/phishing.el.txt"),
+        "keywords/phishing.nl.txt",
+        include_str!("../../scores/keywords/phishing.nl.txt"),
+    ),
+    (
+        "keywords/phishing.pt.txt",
+        include_str!("../../scores/keywords/phishing.pt.txt"),
     ),
     (
         "keywords/spam-ads.zh-Hans.txt",
@@ -145,14 +205,6 @@ pub const BUILTIN: &[(&str, &str)] = &[
     (
         "keywords/spam-ads.zh-Hant.txt",
         include_str!("../../scores/keywords/spam-ads.zh-Hant.txt"),
-    ),
-    (
-        "keywords/marketing.en.txt",
-        include_str!("../../scores/keywords/marketing.en.txt"),
-    ),
-    (
-        "keywords/marketing.el.txt",
-        include_str!("../../scores/keywords/marketing.el.txt"),
     ),
 ];
 
@@ -807,6 +859,30 @@ fn keyword_list(file: &str, text: &str, errors: &mut Errors) -> Option<KeywordLi
         max_factor,
         terms,
     })
+}
+
+/// The rules of a `regex.toml` text (benches and tests compile them with
+/// each engine).
+pub fn parse_regex_rules(text: &str) -> Result<Vec<RegexRule>, ConfigErrors> {
+    let mut errors = Errors {
+        base: PathBuf::new(),
+        list: Vec::new(),
+    };
+    let rules = regex_rules(text, &mut errors);
+    if errors.list.is_empty() {
+        Ok(rules)
+    } else {
+        Err(ConfigErrors(errors.list))
+    }
+}
+
+/// The built-in compiled set, without building an engine.
+pub fn builtin() -> Result<Compiled, ConfigErrors> {
+    let files: Vec<(String, String)> = BUILTIN
+        .iter()
+        .map(|(n, t)| (n.to_string(), t.to_string()))
+        .collect();
+    compile(&files, Path::new("scores (built in)"))
 }
 
 fn regex_rules(text: &str, errors: &mut Errors) -> Vec<RegexRule> {
