@@ -343,3 +343,27 @@ fn report_round_trips_through_json() {
     let back: outscore::scoring::ScanReport = serde_json::from_str(&json).unwrap();
     assert_eq!(back, report);
 }
+
+mod never_fails {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Arbitrary bytes, and mangled variants of a real MIME message, are
+        /// scored without a panic and with a sane report.
+        #[test]
+        fn scan_survives_garbage(noise in proptest::collection::vec(any::<u8>(), 0..2048), cut in 0usize..600) {
+            let engine = Engine::builtin();
+            let report = engine.scan(&Envelope::default(), &noise);
+            prop_assert!(report.score.is_finite());
+            let mut real = msg("Re: offer", "<html><a href=\"http://198.51.100.7/\">www.bank.example</a></html>");
+            real.truncate(cut.min(real.len()));
+            real.extend_from_slice(&noise);
+            let report = engine.scan(&Envelope::default(), &real);
+            prop_assert!(report.score.is_finite());
+            prop_assert_eq!(report.message.size as usize, real.len());
+        }
+    }
+}

@@ -164,6 +164,7 @@ pub fn parse_with(raw: &[u8], limits: &Limits) -> ParsedMessage {
     for u in text_urls {
         state.add_url(&mut out, u);
     }
+    out.limits_hit.dedup();
     out
 }
 
@@ -504,6 +505,46 @@ TVqQAAMAAAAEAAAA\r\n\
             assert_eq!(m.size, raw.len());
         }
         assert!(!parse(b"no header here").malformed.is_empty());
+    }
+
+    #[test]
+    fn bombs_are_cut_short() {
+        // 3,000 nested multiparts and a message with 2,000 parts.
+        let mut deep = String::from("Subject: deep\r\n");
+        for i in 0..3000 {
+            deep.push_str(&format!(
+                "Content-Type: multipart/mixed; boundary=\"b{i}\"\r\n\r\n--b{i}\r\n"
+            ));
+        }
+        deep.push_str("Content-Type: text/plain\r\n\r\nhello\r\n");
+        let m = parse(deep.as_bytes());
+        assert!(m.parts as usize <= Limits::default().max_parts);
+        let mut wide =
+            String::from("Subject: wide\r\nContent-Type: multipart/mixed; boundary=\"x\"\r\n\r\n");
+        for i in 0..2000 {
+            wide.push_str(&format!(
+                "--x\r\nContent-Type: application/octet-stream; name=\"f{i}.bin\"\r\n\r\ndata\r\n"
+            ));
+        }
+        wide.push_str("--x--\r\n");
+        let m = parse(wide.as_bytes());
+        assert_eq!(m.parts as usize, Limits::default().max_parts);
+        assert!(
+            m.limits_hit.iter().any(|l| l.contains("MIME parts")),
+            "{:?}",
+            m.limits_hit
+        );
+        // Nested message/rfc822 beyond the depth limit.
+        let mut nested = String::from("hello\r\n");
+        for _ in 0..8 {
+            nested = format!("Subject: n\r\nContent-Type: message/rfc822\r\n\r\n{nested}");
+        }
+        let m = parse(nested.as_bytes());
+        assert!(
+            m.limits_hit.iter().any(|l| l.contains("nested")),
+            "{:?}",
+            m.limits_hit
+        );
     }
 
     #[test]
