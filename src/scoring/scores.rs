@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::config::{ConfigError, ConfigErrors};
+use crate::config::{line_of, ConfigError, ConfigErrors};
 use crate::rules::attachments::AttachmentPolicy;
 use crate::rules::keywords::{KeywordList, KeywordSet};
 use crate::rules::matcher::{RegexRule, RegexRules};
@@ -279,6 +279,15 @@ struct Errors {
 }
 
 impl Errors {
+    /// A TOML syntax or type error, at its line.
+    fn toml(&mut self, file: &str, text: &str, e: &toml::de::Error) {
+        self.push(
+            file,
+            e.span().map(|s| line_of(text, s.start)),
+            e.message().to_string(),
+        );
+    }
+
     fn push(&mut self, file: &str, line: Option<usize>, message: impl Into<String>) {
         self.list.push(ConfigError {
             file: self.base.join(file),
@@ -286,14 +295,6 @@ impl Errors {
             message: message.into(),
         });
     }
-}
-
-fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
 }
 
 /// Read every scores file under `dir` (the same set of names as [`BUILTIN`],
@@ -368,11 +369,7 @@ fn toml_entries(file: &str, text: &str, errors: &mut Errors) -> Vec<(String, usi
             v
         }
         Err(e) => {
-            errors.push(
-                file,
-                e.span().map(|s| line_of(text, s.start)),
-                e.message().to_string(),
-            );
+            errors.toml(file, text, &e);
             Vec::new()
         }
     }
@@ -718,11 +715,7 @@ fn attachment_policy(text: &str, errors: &mut Errors) -> AttachmentPolicy {
     let raw: Raw = match toml::from_str(text) {
         Ok(r) => r,
         Err(e) => {
-            errors.push(
-                "attachments.toml",
-                e.span().map(|s| line_of(text, s.start)),
-                e.message().to_string(),
-            );
+            errors.toml("attachments.toml", text, &e);
             return AttachmentPolicy::default();
         }
     };
@@ -895,11 +888,7 @@ fn regex_rules(text: &str, errors: &mut Errors) -> Vec<RegexRule> {
     let raw: Raw = match toml::from_str(text) {
         Ok(r) => r,
         Err(e) => {
-            errors.push(
-                "regex.toml",
-                e.span().map(|s| line_of(text, s.start)),
-                e.message().to_string(),
-            );
+            errors.toml("regex.toml", text, &e);
             return Vec::new();
         }
     };
