@@ -494,6 +494,21 @@ TVqQAAMAAAAEAAAA\r\n\
     }
 
     #[test]
+    fn decodes_the_charsets_mail_uses() {
+        let raw = b"Subject: =?GB2312?B?tPq/qreixrE=?= =?ISO-8859-7?Q?=CA=E1=EB=E7=EC=DD=F1=E1?=\r\n\
+Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+--b\r\nContent-Type: text/plain; charset=big5\r\nContent-Transfer-Encoding: base64\r\n\r\nt3zEs7Nxqr4=\r\n\
+--b\r\nContent-Type: text/plain; charset=koi8-r\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n=F0=D2=C9=D7=C5=D4 =CD=C9=D2\r\n\
+--b\r\nContent-Type: text/plain; charset=shift_jis\r\nContent-Transfer-Encoding: base64\r\n\r\ngrGC8YLJgr+CzQ==\r\n--b--\r\n";
+        let m = parse(raw);
+        assert_eq!(m.subject.as_deref(), Some("代开发票Καλημέρα"));
+        for word in ["會議通知", "Привет мир", "こんにちは"] {
+            assert!(m.text.contains(word), "{word} missing from {:?}", m.text);
+        }
+        assert_eq!(m.charsets, vec!["big5", "koi8-r", "shift_jis"]);
+    }
+
+    #[test]
     fn never_fails_on_garbage() {
         for raw in [
             &b""[..],
