@@ -103,6 +103,14 @@ fn main() {
                 e.1 += 1;
             }
         }
+        let near = args
+            .iter()
+            .position(|a| a == "--show-ham-above")
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse::<f64>().ok());
+        if label == "ham" && !over && near.is_some_and(|n| report.score >= n) {
+            println!("HAM {path} {:.1} {}", report.score, report.symbols_line());
+        }
         if label == "ham" && over && show_fp {
             println!("FP {path} {:.1} {}", report.score, report.symbols_line());
             for s in &report.symbols {
