@@ -367,3 +367,54 @@ mod never_fails {
         }
     }
 }
+
+#[test]
+fn keyword_lists_cover_the_required_languages_and_categories() {
+    let names: Vec<&str> = BUILTIN
+        .iter()
+        .map(|(n, _)| *n)
+        .filter(|n| n.starts_with("keywords/"))
+        .collect();
+    for lang in ["en", "it", "fr", "es", "de", "el", "zh-Hans", "zh-Hant"] {
+        assert!(
+            names.iter().any(|n| n.ends_with(&format!(".{lang}.txt"))),
+            "no keyword list in {lang}"
+        );
+    }
+    for category in [
+        "phishing",
+        "advance-fee",
+        "pharma",
+        "adult",
+        "crypto",
+        "lottery",
+        "malware",
+        "extortion",
+    ] {
+        assert!(
+            names
+                .iter()
+                .any(|n| n.starts_with(&format!("keywords/{category}."))),
+            "no {category} list"
+        );
+    }
+}
+
+#[test]
+fn keywords_in_attachment_names_say_so() {
+    let raw = b"From: a@shop.example\r\nSubject: hi\r\nMessage-ID: <3@shop.example>\r\n\
+Date: Sat, 21 Nov 2026 10:00:00 +0000\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b\r\nContent-Type: application/pdf; name=\"Outstanding invoice.pdf\"\r\n\
+Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--b--\r\n";
+    let report = Engine::builtin().scan(&Envelope::default(), raw);
+    let kw = report.symbol("KW_MALWARE_LURE").unwrap();
+    assert_eq!(
+        kw.evidence,
+        vec!["keyword \"outstanding invoice\" in attachment name as \"Outstanding invoice\""]
+    );
+    assert_eq!(
+        report.message.attachments[0].sniffed_type.as_deref(),
+        Some("pdf")
+    );
+    assert!(report.symbol("ATTACH_TYPE_MISMATCH").is_none());
+}
