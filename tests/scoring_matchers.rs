@@ -25,7 +25,7 @@ fn engines() -> (RegexRules, RegexRules) {
 /// corpus too.
 const SAMPLES: &[&str] = &[
     "win $ 12,500,000.00 now\n4.5 million us dollars via western union, mtcn 123\n",
-    "95% off and 100% free!\ncheap v1agra and c i a l i s or v.i.a.g.r.a\n",
+    "95% off and 100% free!\ncheap v1agra and c i a l i s or v.i.a.g.r.a\nlove pi11 and wh0res\n",
     "please verify your account password\nyour account has been suspended within 24 hours\n",
     "dear friend, mailbox quota exceeded\nclick here, whatsapp me\nqq:12345678 电话:0755-12345678\n",
     "https://bit.ly/x\nhttp://login.example.xyz/\nhttp://xn--pypal-4ve.com/\nhttps://x.web.app/\nhttp://a.example/wp-content/paypal/login.php\n",

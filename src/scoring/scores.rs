@@ -95,8 +95,20 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../scores/keywords/finance.fr.txt"),
     ),
     (
+        "keywords/gambling.de.txt",
+        include_str!("../../scores/keywords/gambling.de.txt"),
+    ),
+    (
         "keywords/gambling.en.txt",
         include_str!("../../scores/keywords/gambling.en.txt"),
+    ),
+    (
+        "keywords/gambling.es.txt",
+        include_str!("../../scores/keywords/gambling.es.txt"),
+    ),
+    (
+        "keywords/gambling.it.txt",
+        include_str!("../../scores/keywords/gambling.it.txt"),
     ),
     (
         "keywords/gambling.zh-Hans.txt",
