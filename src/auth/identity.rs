@@ -46,7 +46,10 @@ pub struct IdentityChecker {
 impl IdentityChecker {
     /// Build from `[spf]` and `[identity]`, reading the accounts file.
     pub fn from_config(config: &Config) -> Result<IdentityChecker, IdentityError> {
-        let spf = if config.spf.enabled {
+        // Without an address to check there is nothing for SPF (or the DMARC
+        // alignment it feeds) to decide, and no reason to wait on DNS.
+        let spf_has_work = !config.spf.egress_ips.is_empty() || config.spf.check_client_ip;
+        let spf = if config.spf.enabled && spf_has_work {
             Some(SpfChecker::new(&config.spf)?)
         } else {
             None

@@ -660,7 +660,7 @@ fn validate_identity(raw: RawIdentity, into: &mut IdentityConfig, errors: &mut E
 }
 
 /// 1-based line number of a byte offset.
-fn line_of(text: &str, offset: usize) -> usize {
+pub fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())]
         .iter()
         .filter(|&&b| b == b'\n')
