@@ -1,0 +1,74 @@
+//! The PostgreSQL backend, for several relays sharing reports, account state
+//! and counters. The SQL itself lives in `backend`.
+
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use super::{StoreError, StoreOptions};
+
+/// Reports and state in PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    options: StoreOptions,
+}
+
+impl PgStore {
+    /// Connect and migrate. The URL may pick a schema with
+    /// `?options[search_path]=name`.
+    pub async fn open(url: &str, options: StoreOptions) -> Result<PgStore, StoreError> {
+        let open_err = |source| StoreError::Open {
+            url: redact(url),
+            source,
+        };
+        let connect = PgConnectOptions::from_str(url).map_err(open_err)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await
+            .map_err(open_err)?;
+        sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        Ok(PgStore { pool, options })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub fn options(&self) -> &StoreOptions {
+        &self.options
+    }
+}
+
+/// The URL without its password, for error messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+mod sql {
+    use super::PgStore;
+    crate::store::backend::sql_store!(PgStore, sqlx::Postgres);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            super::redact("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
+    }
+}
