@@ -47,6 +47,7 @@ both_backends!(
     writer_batches_every_report,
     spool_is_replayed_first_at_start_up,
     full_queue_overflows_to_the_spool,
+    refused_report_is_set_aside_not_blocking,
 );
 
 fn hours(h: i64) -> chrono::Duration {
@@ -55,9 +56,11 @@ fn hours(h: i64) -> chrono::Duration {
 
 async fn reports_round_trip_and_idempotent_insert(store: &Store) {
     let now = now_ms();
-    let reports: Vec<_> = (0..3)
+    let mut reports: Vec<_> = (0..3)
         .map(|i| report(i, "Alice@Example.com", now, 7.5, Some("L-SPAM10")))
         .collect();
+    // Mail can carry NUL bytes; PostgreSQL text cannot. The report keeps them.
+    reports[1].report.message.subject = Some("nul\0inside".into());
     assert_eq!(store.insert_reports(&reports).await.unwrap(), 3);
     // The same reports again (a replay) add nothing.
     assert_eq!(store.insert_reports(&reports).await.unwrap(), 0);
@@ -473,6 +476,69 @@ async fn full_queue_overflows_to_the_spool(store: &Store) {
     let stored: HashSet<String> = stored_ids(store).await.into_iter().collect();
     assert_eq!(stored, ids);
     assert_eq!(store.count_reports().await.unwrap(), 300);
+}
+
+/// Make the database refuse one report (a trigger on both backends).
+async fn refuse_subject(store: &Store, subject: &str) {
+    match store {
+        Store::Sqlite(s) => {
+            let sql = format!(
+                "CREATE TRIGGER refuse BEFORE INSERT ON reports WHEN NEW.subject = '{subject}' \
+                 BEGIN SELECT RAISE(ABORT, 'refused by test'); END"
+            );
+            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(s.pool()).await.unwrap();
+        }
+        Store::Postgres(s) => {
+            let f = format!(
+                "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN \
+                 IF NEW.subject = '{subject}' THEN RAISE EXCEPTION 'refused by test'; END IF; \
+                 RETURN NEW; END $$ LANGUAGE plpgsql"
+            );
+            sqlx::query(sqlx::AssertSqlSafe(f)).execute(s.pool()).await.unwrap();
+            sqlx::query(
+                "CREATE TRIGGER refuse BEFORE INSERT ON reports \
+                 FOR EACH ROW EXECUTE FUNCTION refuse()",
+            )
+            .execute(s.pool())
+            .await
+            .unwrap();
+        }
+    }
+}
+
+async fn refused_report_is_set_aside_not_blocking(store: &Store) {
+    refuse_subject(store, "subject 7").await;
+    let spool_dir = tempfile::tempdir().unwrap();
+    // Some reports come from the spool (a previous run), some are new.
+    let spooled: Vec<_> = (0..10)
+        .map(|i| report(i, "hank@example.com", now_ms(), 1.0, None))
+        .collect();
+    Spool::open(spool_dir.path(), 1 << 20)
+        .unwrap()
+        .append(&spooled)
+        .unwrap();
+    let (sink, writer) = spawn_writer_with(store.clone(), spool_dir.path(), fast_writer()).unwrap();
+    let fresh: Vec<_> = (0..20)
+        .map(|i| report(i, "hank@example.com", now_ms(), 1.0, None))
+        .collect();
+    for r in &fresh {
+        sink.submit(r.clone());
+    }
+    writer.shutdown().await;
+    let stats = sink.stats();
+    assert_eq!(outscore::store::SinkStats::get(&stats.rejected), 2, "{stats:?}");
+    assert_eq!(outscore::store::SinkStats::get(&stats.lost), 0);
+    assert_eq!(store.count_reports().await.unwrap(), 28);
+    let stored = stored_ids(store).await;
+    assert!(!stored.contains(spooled[7].id.as_str()));
+    assert!(!stored.contains(fresh[7].id.as_str()));
+    assert!(!Spool::open(spool_dir.path(), 1).unwrap().has_pending().unwrap());
+    // The refused ones are kept for inspection.
+    let kept = Spool::open(&spool_dir.path().join("rejected"), 1).unwrap().seal().unwrap();
+    let mut reader = outscore::store::SpoolReader::open(&kept[0]).unwrap();
+    let back = reader.next_batch(10).unwrap();
+    assert_eq!(back.len(), 2);
+    assert_eq!(back[0].id, spooled[7].id);
 }
 
 /// Two relays on one PostgreSQL: counters add up without double counting,

@@ -61,7 +61,7 @@ pub(crate) fn prepare(r: &StoredReport) -> Result<Prepared, StoreError> {
         .envelope
         .rcpts
         .iter()
-        .map(|a| a.to_ascii_lowercase())
+        .map(|a| clean(&a.to_ascii_lowercase()))
         .collect();
     rcpts.sort();
     rcpts.dedup();
@@ -70,26 +70,26 @@ pub(crate) fn prepare(r: &StoredReport) -> Result<Prepared, StoreError> {
     Ok(Prepared {
         id: r.id.as_str().to_string(),
         created_at: r.created_at.timestamp_millis(),
-        account: r.account.clone(),
+        account: clean_opt(&r.account),
         client_ip: env.client.addr.map(|a| a.to_string()),
-        client_host: (!env.client.hostname.is_empty()).then(|| env.client.hostname.clone()),
-        helo: env.client.helo.clone(),
-        auth_login: env.auth_login.clone(),
-        mail_from: env.mail_from.clone(),
+        client_host: (!env.client.hostname.is_empty()).then(|| clean(&env.client.hostname)),
+        helo: clean_opt(&env.client.helo),
+        auth_login: clean_opt(&env.auth_login),
+        mail_from: clean(&env.mail_from),
         rcpt_count: env.rcpts.len() as i64,
-        queue_id: env.queue_id.clone(),
-        hdr_from: m.from.clone(),
-        hdr_to: (!m.to.is_empty()).then(|| m.to.join(", ")),
-        subject: m.subject.clone(),
-        message_id: m.message_id.as_deref().map(normalize_message_id),
-        hdr_date: m.date.clone(),
+        queue_id: clean_opt(&env.queue_id),
+        hdr_from: clean_opt(&m.from),
+        hdr_to: (!m.to.is_empty()).then(|| clean(&m.to.join(", "))),
+        subject: clean_opt(&m.subject),
+        message_id: m.message_id.as_deref().map(|id| clean(&normalize_message_id(id))),
+        hdr_date: clean_opt(&m.date),
         score: if r.report.score.is_finite() {
             r.report.score
         } else {
             0.0
         },
-        tier: r.tier.clone(),
-        action: r.action.clone(),
+        tier: clean_opt(&r.tier),
+        action: clean(&r.action),
         total_us: r.report.timings.total_us.min(i64::MAX as u64) as i64,
         envelope,
         report,
@@ -97,6 +97,16 @@ pub(crate) fn prepare(r: &StoredReport) -> Result<Prepared, StoreError> {
         raw_size: r.content.len() as i64,
         data,
     })
+}
+
+/// PostgreSQL text cannot hold NUL; mail can. The JSON copies keep them
+/// (escaped), the indexed columns drop them.
+fn clean(s: &str) -> String {
+    s.replace('\0', "")
+}
+
+fn clean_opt(s: &Option<String>) -> Option<String> {
+    s.as_deref().map(clean)
 }
 
 /// Message-IDs are kept and searched without angle brackets.
@@ -483,6 +493,14 @@ macro_rules! sql_store {
                     .await
                     .map_err(query_err("count reports"))?;
                 Ok(n.max(0) as u64)
+            }
+
+            async fn ping(&self) -> Result<(), StoreError> {
+                sqlx::query::<$db>("SELECT 1")
+                    .execute(&self.pool)
+                    .await
+                    .map_err(query_err("ping"))?;
+                Ok(())
             }
         }
 

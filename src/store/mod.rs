@@ -148,6 +148,8 @@ pub trait ReportStore: Send + Sync {
     ) -> impl Future<Output = Result<PurgeStats, StoreError>> + Send;
     /// How many reports are stored (expired ones included).
     fn count_reports(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Whether the database answers at all (tells "down" from "refused this row").
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// A request to unblock an account.
@@ -355,6 +357,9 @@ impl ReportStore for Store {
     }
     async fn count_reports(&self) -> Result<u64, StoreError> {
         delegate!(self, s => s.count_reports())
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        delegate!(self, s => s.ping())
     }
 }
 

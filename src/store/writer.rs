@@ -76,6 +76,9 @@ pub struct SinkStats {
     pub replayed: AtomicU64,
     /// Failed batch writes (each leads to spooling).
     pub write_failures: AtomicU64,
+    /// Reports the database refused while it answered other writes; kept in
+    /// `<spool>/rejected/` for inspection instead of blocking the rest.
+    pub rejected: AtomicU64,
     /// Reports that could not be kept anywhere (spool write failed too).
     pub lost: AtomicU64,
 }
@@ -195,6 +198,10 @@ where
     S: ReportStore + Clone + 'static,
 {
     let spool = Arc::new(Spool::open(spool_dir, options.spool_rotate_bytes)?);
+    let rejected = Arc::new(Spool::open(
+        &spool_dir.join("rejected"),
+        options.spool_rotate_bytes,
+    )?);
     let (tx, rx) = mpsc::channel(options.queue_capacity.max(1));
     let stats = Arc::new(SinkStats::default());
     let cancel = CancellationToken::new();
@@ -203,6 +210,7 @@ where
     let writer = Writer {
         store,
         spool: spool.clone(),
+        rejected,
         options,
         stats: stats.clone(),
         spool_dirty: spool_dirty.clone(),
@@ -229,6 +237,7 @@ where
 struct Writer<S> {
     store: S,
     spool: Arc<Spool>,
+    rejected: Arc<Spool>,
     options: WriterOptions,
     stats: Arc<SinkStats>,
     spool_dirty: Arc<AtomicBool>,
@@ -328,27 +337,69 @@ impl<S: ReportStore + Clone + 'static> Writer<S> {
     }
 
     /// One batch into the database within the write timeout.
-    async fn write(&self, batch: &[StoredReport]) -> Result<u64, StoreError> {
-        let result =
-            tokio::time::timeout(self.options.write_timeout, self.store.insert_reports(batch))
-                .await;
-        match result {
-            Ok(Ok(n)) => {
+    async fn write(&self, batch: &[StoredReport]) -> Result<(), StoreError> {
+        match self.insert_isolating(batch).await {
+            Ok(()) => {
                 SinkStats::add(&self.stats.inserted, batch.len());
-                Ok(n)
+                Ok(())
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 SinkStats::add(&self.stats.write_failures, 1);
                 Err(e)
             }
-            Err(_) => {
-                SinkStats::add(&self.stats.write_failures, 1);
-                Err(StoreError::Query {
-                    what: "insert reports",
-                    source: sqlx::Error::PoolTimedOut,
-                })
+        }
+    }
+
+    async fn insert_timed(&self, batch: &[StoredReport]) -> Result<u64, StoreError> {
+        match tokio::time::timeout(self.options.write_timeout, self.store.insert_reports(batch))
+            .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Query {
+                what: "insert reports (timed out)",
+                source: sqlx::Error::PoolTimedOut,
+            }),
+        }
+    }
+
+    async fn answers(&self) -> bool {
+        let ping = tokio::time::timeout(self.options.write_timeout, self.store.ping()).await;
+        matches!(ping, Ok(Ok(())))
+    }
+
+    /// Insert a batch. When it fails but the database answers, the batch
+    /// holds a report the database refuses: insert one by one and set the
+    /// refused ones aside, so one bad report never holds up the rest.
+    async fn insert_isolating(&self, batch: &[StoredReport]) -> Result<(), StoreError> {
+        let err = match self.insert_timed(batch).await {
+            Ok(_) => return Ok(()),
+            Err(e) => e,
+        };
+        if !self.answers().await {
+            return Err(err);
+        }
+        for report in batch {
+            let Err(e) = self.insert_timed(std::slice::from_ref(report)).await else {
+                continue;
+            };
+            if !self.answers().await {
+                return Err(e);
+            }
+            let rejected = self.rejected.clone();
+            let copy = report.clone();
+            let kept = tokio::task::spawn_blocking(move || rejected.append(&[copy])).await;
+            match kept {
+                Ok(Ok(())) => {
+                    SinkStats::add(&self.stats.rejected, 1);
+                    error!(report = %report.id, error = %e, dir = %self.rejected.dir().display(), "database refused a report; set aside");
+                }
+                _ => {
+                    SinkStats::add(&self.stats.lost, 1);
+                    error!(report = %report.id, error = %e, "database refused a report and it could not be set aside");
+                }
             }
         }
+        Ok(())
     }
 
     async fn to_spool(&self, batch: Vec<StoredReport>) {
@@ -419,19 +470,10 @@ impl<S: ReportStore + Clone + 'static> Writer<S> {
             if batch.is_empty() {
                 break;
             }
-            let result =
-                tokio::time::timeout(self.options.write_timeout, self.store.insert_reports(&batch))
-                    .await;
-            match result {
-                Ok(Ok(_)) => SinkStats::add(&self.stats.replayed, batch.len()),
-                Ok(Err(e)) => return Err(ReplayError::Store(e)),
-                Err(_) => {
-                    return Err(ReplayError::Store(StoreError::Query {
-                        what: "replay reports",
-                        source: sqlx::Error::PoolTimedOut,
-                    }))
-                }
-            }
+            self.insert_isolating(&batch)
+                .await
+                .map_err(ReplayError::Store)?;
+            SinkStats::add(&self.stats.replayed, batch.len());
         }
         let spool = self.spool.clone();
         let path = path.to_path_buf();
