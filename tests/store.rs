@@ -608,3 +608,36 @@ async fn sqlite_file_is_created_with_wal() {
         .unwrap();
     assert_eq!(mode, "wal");
 }
+
+/// The daemon starts while its database is down: reports are spooled, and
+/// replayed by the next writer that reaches a database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_starts_with_the_database_down() {
+    let data = tempfile::tempdir().unwrap();
+    let mut config = outscore::config::Config {
+        data_dir: data.path().to_path_buf(),
+        ..Default::default()
+    };
+    // Nothing listens on port 1: connections are refused.
+    config.store.database_url = Some("postgres://postgres@127.0.0.1:1/test".into());
+    config.store.write_timeout = Duration::from_secs(1);
+    let down = outscore::store::open_for_daemon(&config).await.unwrap();
+    assert!(outscore::store::open(&config).await.is_err(), "commands report the outage");
+    let (sink, writer) = outscore::store::spawn_writer(down.clone(), &config).unwrap();
+    let reports: Vec<_> = (0..10)
+        .map(|i| report(i, "ivan@example.com", now_ms(), 1.0, None))
+        .collect();
+    for r in &reports {
+        assert_eq!(sink.submit(r.clone()), Submitted::Queued);
+    }
+    writer.shutdown().await;
+    let stats = sink.stats();
+    assert_eq!(outscore::store::SinkStats::get(&stats.spooled), 10, "{stats:?}");
+    assert_eq!(outscore::store::SinkStats::get(&stats.lost), 0);
+
+    let db = sqlite().await;
+    let (_sink, writer) = spawn_writer_with(db.store.clone(), &config.spool_dir(), fast_writer()).unwrap();
+    writer.shutdown().await;
+    let want: BTreeSet<String> = reports.iter().map(|r| r.id.to_string()).collect();
+    assert_eq!(stored_ids(&db.store).await, want);
+}

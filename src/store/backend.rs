@@ -502,6 +502,10 @@ macro_rules! sql_store {
                     .map_err(query_err("ping"))?;
                 Ok(())
             }
+
+            async fn ensure_schema(&self) -> Result<(), StoreError> {
+                self.migrate().await
+            }
         }
 
         impl AccountStore for $store {

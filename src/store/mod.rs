@@ -150,6 +150,8 @@ pub trait ReportStore: Send + Sync {
     fn count_reports(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// Whether the database answers at all (tells "down" from "refused this row").
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Run the migrations (a no-op when the schema is current).
+    fn ensure_schema(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// A request to unblock an account.
@@ -280,9 +282,36 @@ pub enum Store {
 }
 
 /// Open the store the configuration names, creating the SQLite file (and
-/// data dir) if missing, and run the migrations.
+/// data dir) if missing, and run the migrations. For commands; the daemon
+/// uses [`open_for_daemon`].
 pub async fn open(config: &Config) -> Result<Store, StoreError> {
     Store::connect(&config.database_url(), StoreOptions::from_config(config)).await
+}
+
+/// Open the store for `outscore serve`: a database that is down at start-up
+/// must not stop the daemon. If it cannot be reached within `write_timeout`,
+/// the store connects lazily and the writer spools reports (and runs the
+/// migrations) until the database answers. Fails only on a bad URL.
+pub async fn open_for_daemon(config: &Config) -> Result<Store, StoreError> {
+    let url = config.database_url();
+    let options = StoreOptions::from_config(config);
+    let opened = tokio::time::timeout(
+        config.store.write_timeout,
+        Store::connect(&url, options.clone()),
+    )
+    .await;
+    match opened {
+        Ok(Ok(store)) => Ok(store),
+        Ok(Err(StoreError::Url(u))) => Err(StoreError::Url(u)),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "database unavailable at start-up; reports will be spooled until it answers");
+            Store::connect_lazy(&url, options)
+        }
+        Err(_) => {
+            tracing::warn!("database slow at start-up; reports will be spooled until it answers");
+            Store::connect_lazy(&url, options)
+        }
+    }
 }
 
 impl Store {
@@ -292,6 +321,18 @@ impl Store {
             Ok(Store::Sqlite(SqliteStore::open(url, options).await?))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(Store::Postgres(PgStore::open(url, options).await?))
+        } else {
+            Err(StoreError::Url(url.to_string()))
+        }
+    }
+
+    /// A store whose connections are made on first use; no migrations run
+    /// (the writer runs them via [`ReportStore::ensure_schema`]).
+    pub fn connect_lazy(url: &str, options: StoreOptions) -> Result<Store, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Store::Sqlite(SqliteStore::open_lazy(url, options)?))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Store::Postgres(PgStore::open_lazy(url, options)?))
         } else {
             Err(StoreError::Url(url.to_string()))
         }
@@ -360,6 +401,9 @@ impl ReportStore for Store {
     }
     async fn ping(&self) -> Result<(), StoreError> {
         delegate!(self, s => s.ping())
+    }
+    async fn ensure_schema(&self) -> Result<(), StoreError> {
+        delegate!(self, s => s.ensure_schema())
     }
 }
 

@@ -18,19 +18,35 @@ impl PgStore {
     /// Connect and migrate. The URL may pick a schema with
     /// `?options[search_path]=name`.
     pub async fn open(url: &str, options: StoreOptions) -> Result<PgStore, StoreError> {
-        let open_err = |source| StoreError::Open {
+        let store = PgStore::open_lazy(url, options)?;
+        store
+            .pool
+            .acquire()
+            .await
+            .map_err(|source| StoreError::Open {
+                url: redact(url),
+                source,
+            })?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Connections are opened on first use; no migrations run.
+    pub fn open_lazy(url: &str, options: StoreOptions) -> Result<PgStore, StoreError> {
+        let connect = PgConnectOptions::from_str(url).map_err(|source| StoreError::Open {
             url: redact(url),
             source,
-        };
-        let connect = PgConnectOptions::from_str(url).map_err(open_err)?;
+        })?;
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect)
-            .await
-            .map_err(open_err)?;
-        sqlx::migrate!("migrations/postgres").run(&pool).await?;
+            .connect_lazy_with(connect);
         Ok(PgStore { pool, options })
+    }
+
+    pub(crate) async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("migrations/postgres").run(&self.pool).await?;
+        Ok(())
     }
 
     pub fn pool(&self) -> &PgPool {

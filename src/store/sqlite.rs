@@ -20,6 +20,22 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Open (creating the file and its directory if missing) and migrate.
     pub async fn open(url: &str, options: StoreOptions) -> Result<SqliteStore, StoreError> {
+        let store = SqliteStore::open_lazy(url, options)?;
+        // Connect now so a bad path is reported here.
+        store
+            .pool
+            .acquire()
+            .await
+            .map_err(|source| StoreError::Open {
+                url: url.to_string(),
+                source,
+            })?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Connections are opened on first use; no migrations run.
+    pub fn open_lazy(url: &str, options: StoreOptions) -> Result<SqliteStore, StoreError> {
         let open_err = |source| StoreError::Open {
             url: url.to_string(),
             source,
@@ -41,11 +57,13 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect)
-            .await
-            .map_err(open_err)?;
-        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+            .connect_lazy_with(connect);
         Ok(SqliteStore { pool, options })
+    }
+
+    pub(crate) async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("migrations/sqlite").run(&self.pool).await?;
+        Ok(())
     }
 
     pub fn pool(&self) -> &SqlitePool {

@@ -261,8 +261,9 @@ impl std::fmt::Display for ReplayError {
 impl<S: ReportStore + Clone + 'static> Writer<S> {
     async fn run(self, mut rx: mpsc::Receiver<StoredReport>, cancel: CancellationToken) {
         let mut backoff = self.options.retry_min;
-        // Start-up: whatever a previous run spooled goes in first.
-        let mut degraded = self.spool_pending().await;
+        // Start-up: whatever a previous run spooled goes in first. A store
+        // opened lazily (database down at start-up) is migrated here first.
+        let mut degraded = self.spool_pending().await || !self.schema_ready().await;
         let mut retry_at = Instant::now();
         if degraded {
             match self.replay().await {
@@ -419,6 +420,19 @@ impl<S: ReportStore + Clone + 'static> Writer<S> {
         }
     }
 
+    async fn schema_ready(&self) -> bool {
+        let ready =
+            tokio::time::timeout(self.options.write_timeout, self.store.ensure_schema()).await;
+        match ready {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                warn!(error = %e, "database schema not ready");
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
     async fn spool_pending(&self) -> bool {
         let spool = self.spool.clone();
         match tokio::task::spawn_blocking(move || spool.has_pending()).await {
@@ -434,6 +448,10 @@ impl<S: ReportStore + Clone + 'static> Writer<S> {
     /// Replay every spool file in order; a file is deleted once all of it is
     /// in the database. Rounds repeat while new files appear (bounded).
     async fn replay(&self) -> Result<(), ReplayError> {
+        self.store
+            .ensure_schema()
+            .await
+            .map_err(ReplayError::Store)?;
         for _round in 0..16 {
             let spool = self.spool.clone();
             let files = tokio::task::spawn_blocking(move || spool.seal())
