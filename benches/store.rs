@@ -30,10 +30,9 @@ fn runtime() -> tokio::runtime::Runtime {
 /// About 10 KB of mail-like text that compresses like real mail.
 fn mail_report(i: usize) -> StoredReport {
     let mut r = report(i, "bench@example.com", now_ms(), 5.0, Some("L-SPAM00"));
-    let mut body = format!(
-        "From: bench@example.com\r\nTo: rcpt@example.org\r\nSubject: offer {i}\r\n\r\n"
-    )
-    .into_bytes();
+    let mut body =
+        format!("From: bench@example.com\r\nTo: rcpt@example.org\r\nSubject: offer {i}\r\n\r\n")
+            .into_bytes();
     let words = [
         "account", "invoice", "limited", "offer", "click", "here", "free", "payment", "update",
         "password", "customer", "service", "today", "bonus", "secure",
@@ -133,16 +132,25 @@ async fn fill_expired(store: &Store, rows: i64, offset: i64) {
         Store::Sqlite(s) => {
             let mut tx = s.pool().begin().await.unwrap();
             for (sql, _) in [
-                ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) \
+                (
+                    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) \
                   INSERT INTO reports (id, created_at, account, mail_from, rcpt_count, score, \
                   action, total_us, envelope, report) SELECT printf('%016x', i + $2), $3, \
-                  'bench@x.org', 'bench@x.org', 1, 1.0, 'accept', 0, '{}', '{}' FROM n", 0),
-                ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) \
+                  'bench@x.org', 'bench@x.org', 1, 1.0, 'accept', 0, '{}', '{}' FROM n",
+                    0,
+                ),
+                (
+                    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) \
                   INSERT INTO report_rcpts (report_id, rcpt, created_at) \
-                  SELECT printf('%016x', i + $2), 'r@x.org', $3 FROM n", 1),
-                ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) \
+                  SELECT printf('%016x', i + $2), 'r@x.org', $3 FROM n",
+                    1,
+                ),
+                (
+                    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) \
                   INSERT INTO report_content (report_id, created_at, compression, raw_size, data) \
-                  SELECT printf('%016x', i + $2), $3, 'none', 2500, randomblob(2500) FROM n", 2),
+                  SELECT printf('%016x', i + $2), $3, 'none', 2500, randomblob(2500) FROM n",
+                    2,
+                ),
             ] {
                 sqlx::query(sql)
                     .bind(rows)
@@ -222,5 +230,10 @@ fn bench_purge(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_inserts, bench_submit_while_stuck, bench_purge);
+criterion_group!(
+    benches,
+    bench_inserts,
+    bench_submit_while_stuck,
+    bench_purge
+);
 criterion_main!(benches);

@@ -227,7 +227,9 @@ fn parse_report_id(text: &str) -> anyhow::Result<store::ReportId> {
 }
 
 async fn report_command(config: Config, command: ReportCmd) -> anyhow::Result<ExitCode> {
-    let db = store::open(&config).await.context("cannot open the report store")?;
+    let db = store::open(&config)
+        .await
+        .context("cannot open the report store")?;
     let code = match command {
         ReportCmd::List {
             account,
@@ -392,7 +394,9 @@ fn print_report(r: &store::ReportRecord) {
 }
 
 async fn purge_command(config: Config) -> anyhow::Result<ExitCode> {
-    let db = store::open(&config).await.context("cannot open the report store")?;
+    let db = store::open(&config)
+        .await
+        .context("cannot open the report store")?;
     let done = store::purge_once(&db, db.options()).await?;
     println!(
         "purged {} report(s) in {} batch(es), {} audit/unblock row(s), {} counter row(s)",

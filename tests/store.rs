@@ -93,7 +93,11 @@ async fn list_filters_and_stable_paging(store: &Store) {
     let base = now_ms() - hours(10);
     let mut all = Vec::new();
     for i in 0..30 {
-        let account = if i % 3 == 0 { "bob@example.com" } else { "carol@example.com" };
+        let account = if i % 3 == 0 {
+            "bob@example.com"
+        } else {
+            "carol@example.com"
+        };
         let tier = (i % 4 == 0).then_some("L-SPAM20");
         // Pairs share a timestamp so the id breaks ties.
         let at = base + chrono::Duration::minutes((i / 2) as i64);
@@ -114,7 +118,10 @@ async fn list_filters_and_stable_paging(store: &Store) {
     })
     .await;
     assert_eq!(bob.reports.len(), 10);
-    assert!(bob.reports.iter().all(|r| r.account.as_deref() == Some("bob@example.com")));
+    assert!(bob
+        .reports
+        .iter()
+        .all(|r| r.account.as_deref() == Some("bob@example.com")));
 
     let tiered = list(ReportFilter {
         tier: Some("L-SPAM20".into()),
@@ -183,7 +190,11 @@ async fn list_filters_and_stable_paging(store: &Store) {
             .list_reports(&ReportFilter::default(), 7, cursor.as_ref())
             .await
             .unwrap();
-        seen.extend(page.reports.iter().map(|r| (r.created_at, r.id.to_string())));
+        seen.extend(
+            page.reports
+                .iter()
+                .map(|r| (r.created_at, r.id.to_string())),
+        );
         if page_no == 1 {
             store
                 .insert_reports(&[report(99, "late@example.com", now_ms(), 1.0, None)])
@@ -196,7 +207,10 @@ async fn list_filters_and_stable_paging(store: &Store) {
         }
     }
     let expected: Vec<_> = {
-        let mut v: Vec<_> = all.iter().map(|r| (r.created_at, r.id.to_string())).collect();
+        let mut v: Vec<_> = all
+            .iter()
+            .map(|r| (r.created_at, r.id.to_string()))
+            .collect();
         v.sort();
         v.reverse();
         v
@@ -212,7 +226,10 @@ async fn retention_hides_then_purges(store: &Store) {
         .collect();
     let fresh = report(9, "new@example.com", now_ms(), 1.0, None);
     store.insert_reports(&old).await.unwrap();
-    store.insert_reports(std::slice::from_ref(&fresh)).await.unwrap();
+    store
+        .insert_reports(std::slice::from_ref(&fresh))
+        .await
+        .unwrap();
     assert_eq!(store.count_reports().await.unwrap(), 6);
 
     // Past retention but not yet purged: never served.
@@ -231,7 +248,10 @@ async fn retention_hides_then_purges(store: &Store) {
     assert!(stats.batches >= 3, "{stats:?}");
     assert_eq!(store.count_reports().await.unwrap(), 1);
     assert_eq!(store.content(&old[0].id).await.unwrap(), Content::NotFound);
-    assert!(matches!(store.content(&fresh.id).await.unwrap(), Content::Found(_)));
+    assert!(matches!(
+        store.content(&fresh.id).await.unwrap(),
+        Content::Found(_)
+    ));
     // The recipients went with them.
     let by_rcpt = store
         .list_reports(
@@ -253,7 +273,11 @@ async fn retention_hides_then_purges(store: &Store) {
 
 async fn account_state_and_unblocks(store: &Store) {
     let t0 = now_ms() - hours(3);
-    assert!(store.account_state("dave@example.com").await.unwrap().is_none());
+    assert!(store
+        .account_state("dave@example.com")
+        .await
+        .unwrap()
+        .is_none());
     let change = |status, at, tier: &str| AccountChange {
         account: "Dave@Example.com".into(),
         status,
@@ -263,7 +287,11 @@ async fn account_state_and_unblocks(store: &Store) {
         reason: Some("spam".into()),
     };
     let s1 = store
-        .set_account_state(&change(AccountStatus::PasswordResetRequired, t0, "L-SPAM00"))
+        .set_account_state(&change(
+            AccountStatus::PasswordResetRequired,
+            t0,
+            "L-SPAM00",
+        ))
         .await
         .unwrap();
     assert_eq!(s1.status, AccountStatus::PasswordResetRequired);
@@ -271,7 +299,11 @@ async fn account_state_and_unblocks(store: &Store) {
     assert_eq!(s1.version, 1);
     // Same status again: `since` stays, the version moves.
     let s2 = store
-        .set_account_state(&change(AccountStatus::PasswordResetRequired, t0 + hours(1), "L-SPAM10"))
+        .set_account_state(&change(
+            AccountStatus::PasswordResetRequired,
+            t0 + hours(1),
+            "L-SPAM10",
+        ))
         .await
         .unwrap();
     assert_eq!(s2.since, t0);
@@ -340,7 +372,11 @@ async fn outbox_claims_with_a_lease(store: &Store) {
         .await
         .unwrap();
     let b = store
-        .enqueue("webhook", &serde_json::json!({"url": "http://127.0.0.1/"}), now)
+        .enqueue(
+            "webhook",
+            &serde_json::json!({"url": "http://127.0.0.1/"}),
+            now,
+        )
         .await
         .unwrap();
     let lease = Duration::from_secs(60);
@@ -355,7 +391,10 @@ async fn outbox_claims_with_a_lease(store: &Store) {
         .mark_failed(b, "connection refused", now + chrono::Duration::seconds(30))
         .await
         .unwrap();
-    assert!(store.claim_due(now, lease, 10).await.unwrap().is_empty(), "not due yet");
+    assert!(
+        store.claim_due(now, lease, 10).await.unwrap().is_empty(),
+        "not due yet"
+    );
     let retry = store
         .claim_due(now + chrono::Duration::seconds(31), lease, 10)
         .await
@@ -374,7 +413,9 @@ async fn counters_add_up_under_concurrency(store: &Store) {
         let s = store.clone();
         tasks.push(tokio::spawn(async move {
             s.add_count("msgs:alice", window, 1).await.unwrap();
-            s.add_member("rcpts:alice", window, "x@y.org").await.unwrap()
+            s.add_member("rcpts:alice", window, "x@y.org")
+                .await
+                .unwrap()
         }));
     }
     let mut new_members = 0;
@@ -388,7 +429,10 @@ async fn counters_add_up_under_concurrency(store: &Store) {
     assert_eq!(store.count("msgs:alice", window + 1).await.unwrap(), 0);
     assert_eq!(store.add_count("msgs:alice", window, 5).await.unwrap(), 45);
     assert_eq!(
-        store.add_member("rcpts:alice", window, "z@y.org").await.unwrap(),
+        store
+            .add_member("rcpts:alice", window, "z@y.org")
+            .await
+            .unwrap(),
         (true, 2)
     );
     assert_eq!(store.purge_counters_before(window + 1).await.unwrap(), 3);
@@ -426,7 +470,10 @@ async fn writer_batches_every_report(store: &Store) {
     writer.shutdown().await;
     assert_eq!(stored_ids(store).await, ids);
     assert_eq!(store.count_reports().await.unwrap(), 500);
-    assert!(!Spool::open(spool_dir.path(), 1).unwrap().has_pending().unwrap());
+    assert!(!Spool::open(spool_dir.path(), 1)
+        .unwrap()
+        .has_pending()
+        .unwrap());
 }
 
 async fn spool_is_replayed_first_at_start_up(store: &Store) {
@@ -449,7 +496,10 @@ async fn spool_is_replayed_first_at_start_up(store: &Store) {
     want.insert(later.id.to_string());
     assert_eq!(stored_ids(store).await, want);
     assert_eq!(store.count_reports().await.unwrap(), 41);
-    assert!(!Spool::open(spool_dir.path(), 1).unwrap().has_pending().unwrap());
+    assert!(!Spool::open(spool_dir.path(), 1)
+        .unwrap()
+        .has_pending()
+        .unwrap());
 }
 
 async fn full_queue_overflows_to_the_spool(store: &Store) {
@@ -458,7 +508,8 @@ async fn full_queue_overflows_to_the_spool(store: &Store) {
         queue_capacity: 2,
         ..fast_writer()
     };
-    let (sink, writer) = spawn_writer_with(store.clone(), spool_dir.path(), options.clone()).unwrap();
+    let (sink, writer) =
+        spawn_writer_with(store.clone(), spool_dir.path(), options.clone()).unwrap();
     let mut ids = HashSet::new();
     let mut spooled = 0;
     for i in 0..300 {
@@ -486,7 +537,10 @@ async fn refuse_subject(store: &Store, subject: &str) {
                 "CREATE TRIGGER refuse BEFORE INSERT ON reports WHEN NEW.subject = '{subject}' \
                  BEGIN SELECT RAISE(ABORT, 'refused by test'); END"
             );
-            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(s.pool()).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(s.pool())
+                .await
+                .unwrap();
         }
         Store::Postgres(s) => {
             let f = format!(
@@ -494,7 +548,10 @@ async fn refuse_subject(store: &Store, subject: &str) {
                  IF NEW.subject = '{subject}' THEN RAISE EXCEPTION 'refused by test'; END IF; \
                  RETURN NEW; END $$ LANGUAGE plpgsql"
             );
-            sqlx::query(sqlx::AssertSqlSafe(f)).execute(s.pool()).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(f))
+                .execute(s.pool())
+                .await
+                .unwrap();
             sqlx::query(
                 "CREATE TRIGGER refuse BEFORE INSERT ON reports \
                  FOR EACH ROW EXECUTE FUNCTION refuse()",
@@ -526,15 +583,25 @@ async fn refused_report_is_set_aside_not_blocking(store: &Store) {
     }
     writer.shutdown().await;
     let stats = sink.stats();
-    assert_eq!(outscore::store::SinkStats::get(&stats.rejected), 2, "{stats:?}");
+    assert_eq!(
+        outscore::store::SinkStats::get(&stats.rejected),
+        2,
+        "{stats:?}"
+    );
     assert_eq!(outscore::store::SinkStats::get(&stats.lost), 0);
     assert_eq!(store.count_reports().await.unwrap(), 28);
     let stored = stored_ids(store).await;
     assert!(!stored.contains(spooled[7].id.as_str()));
     assert!(!stored.contains(fresh[7].id.as_str()));
-    assert!(!Spool::open(spool_dir.path(), 1).unwrap().has_pending().unwrap());
+    assert!(!Spool::open(spool_dir.path(), 1)
+        .unwrap()
+        .has_pending()
+        .unwrap());
     // The refused ones are kept for inspection.
-    let kept = Spool::open(&spool_dir.path().join("rejected"), 1).unwrap().seal().unwrap();
+    let kept = Spool::open(&spool_dir.path().join("rejected"), 1)
+        .unwrap()
+        .seal()
+        .unwrap();
     let mut reader = outscore::store::SpoolReader::open(&kept[0]).unwrap();
     let back = reader.next_batch(10).unwrap();
     assert_eq!(back.len(), 2);
@@ -568,8 +635,17 @@ async fn two_relays_share_one_postgres() {
     }
     assert_eq!(relay_a.count("msgs:shared", window).await.unwrap(), 200);
     assert_eq!(relay_b.count("msgs:shared", window).await.unwrap(), 200);
-    assert_eq!(added, 30, "each distinct recipient counted once across relays");
-    assert_eq!(relay_b.add_member("rcpts:shared", window, "r0@x.org").await.unwrap(), (false, 30));
+    assert_eq!(
+        added, 30,
+        "each distinct recipient counted once across relays"
+    );
+    assert_eq!(
+        relay_b
+            .add_member("rcpts:shared", window, "r0@x.org")
+            .await
+            .unwrap(),
+        (false, 30)
+    );
 
     relay_a
         .set_account_state(&AccountChange {
@@ -582,14 +658,21 @@ async fn two_relays_share_one_postgres() {
         })
         .await
         .unwrap();
-    let seen = relay_b.account_state("mallory@example.com").await.unwrap().unwrap();
+    let seen = relay_b
+        .account_state("mallory@example.com")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(seen.status, AccountStatus::Suspended);
 
     // Both relays replaying the same spooled reports store them once.
     let reports: Vec<_> = (0..50)
         .map(|i| report(i, "mallory@example.com", now_ms(), 9.0, None))
         .collect();
-    let (a, b) = tokio::join!(relay_a.insert_reports(&reports), relay_b.insert_reports(&reports));
+    let (a, b) = tokio::join!(
+        relay_a.insert_reports(&reports),
+        relay_b.insert_reports(&reports)
+    );
     assert_eq!(a.unwrap() + b.unwrap(), 50);
     assert_eq!(relay_a.count_reports().await.unwrap(), 50);
     relay_b.close().await;
@@ -601,7 +684,9 @@ async fn two_relays_share_one_postgres() {
 async fn sqlite_file_is_created_with_wal() {
     let db = sqlite().await;
     assert!(db.dir.path().join("data/outscore.db").exists());
-    let Store::Sqlite(s) = &db.store else { panic!("sqlite") };
+    let Store::Sqlite(s) = &db.store else {
+        panic!("sqlite")
+    };
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
         .fetch_one(s.pool())
         .await
@@ -622,7 +707,10 @@ async fn daemon_starts_with_the_database_down() {
     config.store.database_url = Some("postgres://postgres@127.0.0.1:1/test".into());
     config.store.write_timeout = Duration::from_secs(1);
     let down = outscore::store::open_for_daemon(&config).await.unwrap();
-    assert!(outscore::store::open(&config).await.is_err(), "commands report the outage");
+    assert!(
+        outscore::store::open(&config).await.is_err(),
+        "commands report the outage"
+    );
     let (sink, writer) = outscore::store::spawn_writer(down.clone(), &config).unwrap();
     let reports: Vec<_> = (0..10)
         .map(|i| report(i, "ivan@example.com", now_ms(), 1.0, None))
@@ -632,11 +720,16 @@ async fn daemon_starts_with_the_database_down() {
     }
     writer.shutdown().await;
     let stats = sink.stats();
-    assert_eq!(outscore::store::SinkStats::get(&stats.spooled), 10, "{stats:?}");
+    assert_eq!(
+        outscore::store::SinkStats::get(&stats.spooled),
+        10,
+        "{stats:?}"
+    );
     assert_eq!(outscore::store::SinkStats::get(&stats.lost), 0);
 
     let db = sqlite().await;
-    let (_sink, writer) = spawn_writer_with(db.store.clone(), &config.spool_dir(), fast_writer()).unwrap();
+    let (_sink, writer) =
+        spawn_writer_with(db.store.clone(), &config.spool_dir(), fast_writer()).unwrap();
     writer.shutdown().await;
     let want: BTreeSet<String> = reports.iter().map(|r| r.id.to_string()).collect();
     assert_eq!(stored_ids(&db.store).await, want);

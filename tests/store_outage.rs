@@ -94,7 +94,10 @@ where
     assert_eq!(table_count(store, "report_content").await, REPORTS as i64);
     assert_eq!(table_count(store, "report_rcpts").await, 2 * REPORTS as i64);
     assert!(
-        !Spool::open(spool_dir.path(), 1).unwrap().has_pending().unwrap(),
+        !Spool::open(spool_dir.path(), 1)
+            .unwrap()
+            .has_pending()
+            .unwrap(),
         "spool drained"
     );
 }
@@ -135,10 +138,7 @@ impl PgCluster {
             .collect();
         versions.sort();
         let version = versions.pop()?;
-        let ok = Command::new("pg_ctlcluster")
-            .arg("--help")
-            .output()
-            .is_ok();
+        let ok = Command::new("pg_ctlcluster").arg("--help").output().is_ok();
         ok.then_some(PgCluster { version })
     }
 

@@ -81,7 +81,10 @@ pub(crate) fn prepare(r: &StoredReport) -> Result<Prepared, StoreError> {
         hdr_from: clean_opt(&m.from),
         hdr_to: (!m.to.is_empty()).then(|| clean(&m.to.join(", "))),
         subject: clean_opt(&m.subject),
-        message_id: m.message_id.as_deref().map(|id| clean(&normalize_message_id(id))),
+        message_id: m
+            .message_id
+            .as_deref()
+            .map(|id| clean(&normalize_message_id(id))),
         hdr_date: clean_opt(&m.date),
         score: if r.report.score.is_finite() {
             r.report.score
@@ -118,7 +121,11 @@ pub(crate) fn normalize_message_id(id: &str) -> String {
         .to_string()
 }
 
-pub(crate) fn decompress(data: &[u8], compression: &str, raw_size: i64) -> Result<Vec<u8>, StoreError> {
+pub(crate) fn decompress(
+    data: &[u8],
+    compression: &str,
+    raw_size: i64,
+) -> Result<Vec<u8>, StoreError> {
     match compression {
         "zstd" => zstd::bulk::decompress(data, raw_size.max(0) as usize).map_err(|e| {
             StoreError::Corrupt {

@@ -40,7 +40,9 @@ use crate::config::Config;
 
 pub use model::*;
 pub use postgres::PgStore;
-pub use retention::{purge_once, spawn_purger, spawn_purger_every, PurgeReport, Purger, PURGE_BATCH};
+pub use retention::{
+    purge_once, spawn_purger, spawn_purger_every, PurgeReport, Purger, PURGE_BATCH,
+};
 pub use spool::{Spool, SpoolError, SpoolReader, Tail};
 pub use sqlite::SqliteStore;
 pub use writer::{
@@ -436,7 +438,11 @@ impl AuditLog for Store {
     ) -> Result<Vec<AuditRecord>, StoreError> {
         delegate!(self, s => s.audit_entries(account, limit))
     }
-    async fn purge_audit_before(&self, cutoff: DateTime<Utc>, batch: u32) -> Result<u64, StoreError> {
+    async fn purge_audit_before(
+        &self,
+        cutoff: DateTime<Utc>,
+        batch: u32,
+    ) -> Result<u64, StoreError> {
         delegate!(self, s => s.purge_audit_before(cutoff, batch))
     }
 }

@@ -45,7 +45,9 @@ impl PgStore {
     }
 
     pub(crate) async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("migrations/postgres").run(&self.pool).await?;
+        sqlx::migrate!("migrations/postgres")
+            .run(&self.pool)
+            .await?;
         Ok(())
     }
 

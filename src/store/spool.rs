@@ -184,7 +184,10 @@ fn list(dir: &Path) -> Result<Vec<PathBuf>, SpoolError> {
 
 fn seq_of(path: &Path) -> Option<u64> {
     let name = path.file_name()?.to_str()?;
-    name.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?.parse().ok()
+    name.strip_prefix(PREFIX)?
+        .strip_suffix(SUFFIX)?
+        .parse()
+        .ok()
 }
 
 fn checksum(payload: &[u8]) -> [u8; 8] {

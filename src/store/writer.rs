@@ -126,13 +126,11 @@ impl ReportSink {
         let spool = self.spool.clone();
         let stats = self.stats.clone();
         let dirty = self.spool_dirty.clone();
-        let write = move || {
-            match spool.append(std::slice::from_ref(&report)) {
-                Ok(()) => dirty.store(true, Ordering::Release),
-                Err(e) => {
-                    SinkStats::add(&stats.lost, 1);
-                    error!(report = %report.id, error = %e, "report lost: queue full and spool unwritable");
-                }
+        let write = move || match spool.append(std::slice::from_ref(&report)) {
+            Ok(()) => dirty.store(true, Ordering::Release),
+            Err(e) => {
+                SinkStats::add(&stats.lost, 1);
+                error!(report = %report.id, error = %e, "report lost: queue full and spool unwritable");
             }
         };
         if tokio::runtime::Handle::try_current().is_ok() {
@@ -184,7 +182,11 @@ pub fn spawn_writer<S>(store: S, config: &Config) -> Result<(ReportSink, WriterH
 where
     S: ReportStore + Clone + 'static,
 {
-    spawn_writer_with(store, &config.spool_dir(), WriterOptions::from_config(config))
+    spawn_writer_with(
+        store,
+        &config.spool_dir(),
+        WriterOptions::from_config(config),
+    )
 }
 
 /// Start the writer with explicit options. The spool is replayed before the

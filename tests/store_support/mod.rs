@@ -132,7 +132,10 @@ pub fn report(
         auth_login: Some(account.to_string()),
         auth_type: Some("PLAIN".into()),
         mail_from: account.to_string(),
-        rcpts: vec![format!("rcpt{}@example.org", n % 5), "Shared@Example.org".into()],
+        rcpts: vec![
+            format!("rcpt{}@example.org", n % 5),
+            "Shared@Example.org".into(),
+        ],
         queue_id: Some(format!("Q{n:06}")),
         ..Envelope::default()
     };
@@ -164,7 +167,13 @@ pub fn report(
     let mut content = format!("Subject: subject {n}\r\n\r\n").into_bytes();
     // Binary-safe and compressible content of about 10 KB.
     content.extend((0..10_000u32).map(|i| (i % 251) as u8));
-    let mut r = StoredReport::new(envelope, report, tier.map(str::to_string), "reject", content);
+    let mut r = StoredReport::new(
+        envelope,
+        report,
+        tier.map(str::to_string),
+        "reject",
+        content,
+    );
     r.created_at = at;
     r
 }
