@@ -9,10 +9,13 @@
 //! ```no_run
 //! # async fn demo(config: &outscore::config::Config) -> Result<(), outscore::store::StoreError> {
 //! use outscore::store::{self, StoredReport};
-//! let store = store::open(config).await?;          // migrations run here
+//! // Never fails because the database is down (only on a bad URL): the
+//! // writer spools until it answers, then migrates and replays.
+//! let store = store::open_for_daemon(config).await?;
 //! let (sink, writer) = store::spawn_writer(store.clone(), config)?; // replays the spool first
 //! let _purger = store::spawn_purger(store.clone(), config);
-//! // In the pipeline, once the verdict is known (never blocks, never fails):
+//! // In the pipeline, once the verdict is known (never blocks, never fails;
+//! // `Pipeline` can hold a `ReportSink` clone):
 //! # let (envelope, report, raw) = Default::default();
 //! let stored = StoredReport::new(envelope, report, None, "accept", raw);
 //! let id = stored.id.clone();                       // quote it in the SMTP reply
