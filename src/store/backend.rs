@@ -207,6 +207,25 @@ macro_rules! sql_store {
             })
         }
 
+        impl $store {
+            /// One purge statement: `$1` is the cutoff, `$2` the batch size.
+            async fn delete_batch(
+                &self,
+                sql: &'static str,
+                what: &'static str,
+                cutoff: i64,
+                batch: i64,
+            ) -> Result<u64, StoreError> {
+                Ok(sqlx::query::<$db>(sql)
+                    .bind(cutoff)
+                    .bind(batch)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(query_err(what))?
+                    .rows_affected())
+            }
+        }
+
         impl ReportStore for $store {
             async fn insert_reports(&self, reports: &[StoredReport]) -> Result<u64, StoreError> {
                 if reports.is_empty() {
@@ -453,36 +472,33 @@ macro_rules! sql_store {
                 let mut stats = PurgeStats::default();
                 // Bounded: every round deletes `batch` rows or ends the loop.
                 loop {
-                    let reports = sqlx::query::<$db>(
-                        "DELETE FROM reports WHERE id IN \
-                         (SELECT id FROM reports WHERE created_at < $1 LIMIT $2)",
-                    )
-                    .bind(cutoff)
-                    .bind(batch)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(query_err("purge reports"))?
-                    .rows_affected();
-                    let content = sqlx::query::<$db>(
-                        "DELETE FROM report_content WHERE report_id IN \
-                         (SELECT report_id FROM report_content WHERE created_at < $1 LIMIT $2)",
-                    )
-                    .bind(cutoff)
-                    .bind(batch)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(query_err("purge content"))?
-                    .rows_affected();
-                    let rcpts = sqlx::query::<$db>(
-                        "DELETE FROM report_rcpts WHERE report_id IN \
-                         (SELECT report_id FROM report_rcpts WHERE created_at < $1 LIMIT $2)",
-                    )
-                    .bind(cutoff)
-                    .bind(batch)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(query_err("purge recipients"))?
-                    .rows_affected();
+                    let reports = self
+                        .delete_batch(
+                            "DELETE FROM reports WHERE id IN \
+                             (SELECT id FROM reports WHERE created_at < $1 LIMIT $2)",
+                            "purge reports",
+                            cutoff,
+                            batch,
+                        )
+                        .await?;
+                    let content = self
+                        .delete_batch(
+                            "DELETE FROM report_content WHERE report_id IN \
+                             (SELECT report_id FROM report_content WHERE created_at < $1 LIMIT $2)",
+                            "purge content",
+                            cutoff,
+                            batch,
+                        )
+                        .await?;
+                    let rcpts = self
+                        .delete_batch(
+                            "DELETE FROM report_rcpts WHERE report_id IN \
+                             (SELECT report_id FROM report_rcpts WHERE created_at < $1 LIMIT $2)",
+                            "purge recipients",
+                            cutoff,
+                            batch,
+                        )
+                        .await?;
                     stats.reports += reports;
                     stats.batches += 1;
                     let b = batch as u64;
@@ -707,26 +723,24 @@ macro_rules! sql_store {
                 let batch = i64::from(batch.max(1));
                 let mut total = 0;
                 loop {
-                    let audit = sqlx::query::<$db>(
-                        "DELETE FROM audit_log WHERE id IN \
-                         (SELECT id FROM audit_log WHERE at < $1 LIMIT $2)",
-                    )
-                    .bind(cutoff)
-                    .bind(batch)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(query_err("purge audit"))?
-                    .rows_affected();
-                    let unblocks = sqlx::query::<$db>(
-                        "DELETE FROM account_unblocks WHERE id IN \
-                         (SELECT id FROM account_unblocks WHERE at < $1 LIMIT $2)",
-                    )
-                    .bind(cutoff)
-                    .bind(batch)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(query_err("purge unblocks"))?
-                    .rows_affected();
+                    let audit = self
+                        .delete_batch(
+                            "DELETE FROM audit_log WHERE id IN \
+                             (SELECT id FROM audit_log WHERE at < $1 LIMIT $2)",
+                            "purge audit",
+                            cutoff,
+                            batch,
+                        )
+                        .await?;
+                    let unblocks = self
+                        .delete_batch(
+                            "DELETE FROM account_unblocks WHERE id IN \
+                             (SELECT id FROM account_unblocks WHERE at < $1 LIMIT $2)",
+                            "purge unblocks",
+                            cutoff,
+                            batch,
+                        )
+                        .await?;
                     total += audit + unblocks;
                     if audit < batch as u64 && unblocks < batch as u64 {
                         break;
