@@ -115,6 +115,8 @@ impl StoreOptions {
         StoreOptions {
             retention: config.store.retention,
             audit_retention: config.store.audit_retention,
+            // Waiting longer for a connection than for a whole write is moot.
+            acquire_timeout: config.store.write_timeout,
             ..StoreOptions::default()
         }
     }

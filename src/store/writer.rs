@@ -450,10 +450,15 @@ impl<S: ReportStore + Clone + 'static> Writer<S> {
     /// Replay every spool file in order; a file is deleted once all of it is
     /// in the database. Rounds repeat while new files appear (bounded).
     async fn replay(&self) -> Result<(), ReplayError> {
-        self.store
-            .ensure_schema()
-            .await
-            .map_err(ReplayError::Store)?;
+        match tokio::time::timeout(self.options.write_timeout, self.store.ensure_schema()).await {
+            Ok(result) => result.map_err(ReplayError::Store)?,
+            Err(_) => {
+                return Err(ReplayError::Store(StoreError::Query {
+                    what: "migrations (timed out)",
+                    source: sqlx::Error::PoolTimedOut,
+                }))
+            }
+        }
         for _round in 0..16 {
             let spool = self.spool.clone();
             let files = tokio::task::spawn_blocking(move || spool.seal())
