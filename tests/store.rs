@@ -48,6 +48,7 @@ both_backends!(
     spool_is_replayed_first_at_start_up,
     full_queue_overflows_to_the_spool,
     refused_report_is_set_aside_not_blocking,
+    purge_task_removes_expired_reports,
 );
 
 fn hours(h: i64) -> chrono::Duration {
@@ -527,6 +528,31 @@ async fn full_queue_overflows_to_the_spool(store: &Store) {
     let stored: HashSet<String> = stored_ids(store).await.into_iter().collect();
     assert_eq!(stored, ids);
     assert_eq!(store.count_reports().await.unwrap(), 300);
+}
+
+async fn purge_task_removes_expired_reports(store: &Store) {
+    let old_at = now_ms() - hours(73);
+    let old: Vec<_> = (0..3)
+        .map(|i| report(i, "kim@example.com", old_at, 1.0, None))
+        .collect();
+    let fresh = report(5, "kim@example.com", now_ms(), 1.0, None);
+    store.insert_reports(&old).await.unwrap();
+    store.insert_reports(std::slice::from_ref(&fresh)).await.unwrap();
+    let purger = outscore::store::spawn_purger_every(
+        store.clone(),
+        store.options().clone(),
+        Duration::from_secs(1),
+    );
+    // The first pass runs at once; wait for it (bounded).
+    for _ in 0..100 {
+        if store.count_reports().await.unwrap() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    purger.stop().await;
+    assert_eq!(store.count_reports().await.unwrap(), 1);
+    assert!(store.report(&fresh.id).await.unwrap().is_some());
 }
 
 /// Make the database refuse one report (a trigger on both backends).
