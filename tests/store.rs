@@ -537,7 +537,10 @@ async fn purge_task_removes_expired_reports(store: &Store) {
         .collect();
     let fresh = report(5, "kim@example.com", now_ms(), 1.0, None);
     store.insert_reports(&old).await.unwrap();
-    store.insert_reports(std::slice::from_ref(&fresh)).await.unwrap();
+    store
+        .insert_reports(std::slice::from_ref(&fresh))
+        .await
+        .unwrap();
     let purger = outscore::store::spawn_purger_every(
         store.clone(),
         store.options().clone(),

@@ -81,6 +81,8 @@ where
         "the outage must have been noticed and reports spooled: {stats:?}"
     );
     assert_eq!(SinkStats::get(&stats.lost), 0, "{stats:?}");
+    // An outage is nobody's fault: nothing may be set aside as refused.
+    assert_eq!(SinkStats::get(&stats.rejected), 0, "{stats:?}");
     assert!(SinkStats::get(&stats.replayed) > 0, "{stats:?}");
 
     let page = store

@@ -79,6 +79,39 @@ pub enum StoreError {
     Spool(#[from] SpoolError),
 }
 
+impl StoreError {
+    /// Whether the database answered and refused this data (a constraint, a
+    /// value it cannot hold, a trigger), as opposed to being down, locked,
+    /// full or slow. Only a refusal justifies setting a report aside.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            StoreError::Corrupt { .. } => true,
+            StoreError::Query { source, .. } => match source {
+                sqlx::Error::Encode(_) => true,
+                sqlx::Error::Database(db) => {
+                    if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                        // SQLSTATE classes: 22 data exception, 23 integrity
+                        // constraint, 54 program limit, P0 raised by PL/pgSQL.
+                        let code = pg.code();
+                        ["22", "23", "54", "P0"].iter().any(|c| code.starts_with(c))
+                    } else {
+                        // SQLite extended result code; the primary code is
+                        // the low byte: 18 TOOBIG, 19 CONSTRAINT, 20 MISMATCH,
+                        // 25 RANGE.
+                        let primary = db
+                            .code()
+                            .and_then(|c| c.parse::<i64>().ok())
+                            .map(|c| c & 0xff);
+                        matches!(primary, Some(18 | 19 | 20 | 25))
+                    }
+                }
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+}
+
 /// Map a sqlx error to [`StoreError::Query`] naming the operation.
 pub(crate) fn query_err(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |source| StoreError::Query { what, source }

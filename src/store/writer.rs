@@ -378,14 +378,16 @@ impl<S: ReportStore + Clone + 'static> Writer<S> {
             Ok(_) => return Ok(()),
             Err(e) => e,
         };
-        if !self.answers().await {
+        if !err.is_refusal() || !self.answers().await {
             return Err(err);
         }
         for report in batch {
             let Err(e) = self.insert_timed(std::slice::from_ref(report)).await else {
                 continue;
             };
-            if !self.answers().await {
+            // A lock, a full disk or an outage is not this report's fault:
+            // spool the batch and retry later.
+            if !e.is_refusal() || !self.answers().await {
                 return Err(e);
             }
             let rejected = self.rejected.clone();
