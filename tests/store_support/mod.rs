@@ -12,8 +12,13 @@ use outscore::envelope::{Client, Envelope, Family};
 use outscore::scoring::{MessageSummary, ScanReport, SymbolResult, Timings};
 use outscore::store::{ReportId, Store, StoreOptions, StoredReport};
 
-/// The PostgreSQL the tests use (trust auth on loopback).
+/// The PostgreSQL the tests use (trust auth on loopback); the
+/// `OUTSCORE_TEST_PG_URL` environment variable overrides it.
 pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+pub fn pg_admin_url() -> String {
+    std::env::var("OUTSCORE_TEST_PG_URL").unwrap_or_else(|_| PG_ADMIN_URL.to_string())
+}
 
 /// Set to 1 (as `scripts/test` does) to make an unreachable PostgreSQL a
 /// failure instead of a skipped backend.
@@ -67,7 +72,7 @@ impl PgDb {
 
     pub async fn drop_schema(self) {
         self.store.close().await;
-        if let Ok(pool) = sqlx::PgPool::connect(PG_ADMIN_URL).await {
+        if let Ok(pool) = sqlx::PgPool::connect(&pg_admin_url()).await {
             let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema);
             let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await;
             pool.close().await;
@@ -78,20 +83,23 @@ impl PgDb {
 /// `None` (after saying so plainly) when PostgreSQL cannot be reached and
 /// `OUTSCORE_REQUIRE_POSTGRES` is not set.
 pub async fn postgres_with(options: StoreOptions) -> Option<PgDb> {
+    let admin_url = pg_admin_url();
     let admin = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
         .acquire_timeout(Duration::from_secs(3))
-        .connect(PG_ADMIN_URL)
+        .connect(&admin_url)
         .await;
     let admin = match admin {
         Ok(pool) => pool,
         Err(e) => {
             if std::env::var(REQUIRE_PG).is_ok_and(|v| v == "1") {
-                panic!("PostgreSQL at {PG_ADMIN_URL} is required ({REQUIRE_PG}=1) but unreachable: {e}");
+                panic!(
+                    "PostgreSQL at {admin_url} is required ({REQUIRE_PG}=1) but unreachable: {e}"
+                );
             }
             SKIP_NOTICE.call_once(|| {
                 plain_notice(&format!(
-                    "NOTE: PostgreSQL at {PG_ADMIN_URL} is unreachable ({e}): \
+                    "NOTE: PostgreSQL at {admin_url} is unreachable ({e}): \
                      the PostgreSQL store tests did NOT run (only SQLite was tested)."
                 ))
             });
@@ -104,7 +112,7 @@ pub async fn postgres_with(options: StoreOptions) -> Option<PgDb> {
         .await
         .unwrap();
     admin.close().await;
-    let url = format!("{PG_ADMIN_URL}?options[search_path]={schema}");
+    let url = format!("{admin_url}?options[search_path]={schema}");
     let store = Store::connect(&url, options).await.unwrap();
     Some(PgDb { schema, url, store })
 }
