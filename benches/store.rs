@@ -43,7 +43,7 @@ fn mail_report(i: usize) -> StoredReport {
         x ^= x >> 7;
         x ^= x << 17;
         body.extend_from_slice(words[(x % words.len() as u64) as usize].as_bytes());
-        body.push(if x % 11 == 0 { b'\n' } else { b' ' });
+        body.push(if x.is_multiple_of(11) { b'\n' } else { b' ' });
     }
     r.content = body;
     r
