@@ -158,8 +158,8 @@ const EXIT_REGRESSION: u8 = 1;
 const EXIT_INPUT: u8 = 2;
 
 fn scan(args: ScanArgs) -> ExitCode {
-    use std::io::{IsTerminal, Write};
     use outscore::scan::{self, output, Baseline, Scanner, Summary};
+    use std::io::{IsTerminal, Write};
 
     let engine = match &args.scores {
         Some(dir) => match Engine::load(dir) {
@@ -207,24 +207,22 @@ fn scan(args: ScanArgs) -> ExitCode {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut err = std::io::stderr();
-    let printed: std::io::Result<()> = (|| {
-        match args.format {
-            ScanFormat::Jsonl => {
-                for o in &outcomes {
-                    output::jsonl_line(&mut out, o)?;
-                }
-                out.flush()?;
-                output::summary(&mut err, &summary, scanner.reject_score())
+    let printed: std::io::Result<()> = (|| match args.format {
+        ScanFormat::Jsonl => {
+            for o in &outcomes {
+                output::jsonl_line(&mut out, o)?;
             }
-            ScanFormat::Table => {
-                output::table_header(&mut out)?;
-                for o in &outcomes {
-                    output::table_line(&mut out, o)?;
-                }
-                output::summary(&mut out, &summary, scanner.reject_score())
-            }
-            ScanFormat::Summary => output::summary(&mut out, &summary, scanner.reject_score()),
+            out.flush()?;
+            output::summary(&mut err, &summary, scanner.reject_score())
         }
+        ScanFormat::Table => {
+            output::table_header(&mut out)?;
+            for o in &outcomes {
+                output::table_line(&mut out, o)?;
+            }
+            output::summary(&mut out, &summary, scanner.reject_score())
+        }
+        ScanFormat::Summary => output::summary(&mut out, &summary, scanner.reject_score()),
     })();
     if let Err(e) = printed {
         if e.kind() != std::io::ErrorKind::BrokenPipe {

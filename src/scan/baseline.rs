@@ -71,11 +71,10 @@ impl Baseline {
 
     pub fn load(path: &Path) -> Result<Baseline, ScanError> {
         let text = std::fs::read_to_string(path).map_err(|e| ScanError::io(path, e))?;
-        let baseline: Baseline =
-            serde_json::from_str(&text).map_err(|e| ScanError::Baseline {
-                path: path.display().to_string(),
-                message: e.to_string(),
-            })?;
+        let baseline: Baseline = serde_json::from_str(&text).map_err(|e| ScanError::Baseline {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
         if baseline.format != FORMAT {
             return Err(ScanError::Baseline {
                 path: path.display().to_string(),
@@ -88,10 +87,37 @@ impl Baseline {
         Ok(baseline)
     }
 
+    /// Write the baseline as JSON with one line per message, so that a
+    /// review of a rule change shows one diff line per changed verdict.
     pub fn save(&self, path: &Path) -> Result<(), ScanError> {
-        let mut text = serde_json::to_string_pretty(self).expect("baseline serialises");
+        std::fs::write(path, self.to_json()).map_err(|e| ScanError::io(path, e))
+    }
+
+    pub fn to_json(&self) -> String {
+        let head = Baseline {
+            verdicts: BTreeMap::new(),
+            ..self.clone()
+        };
+        let head = serde_json::to_string_pretty(&head).expect("baseline serialises");
+        let lines: Vec<String> = self
+            .verdicts
+            .iter()
+            .map(|(id, v)| {
+                format!(
+                    "    {}: {}",
+                    serde_json::to_string(id).expect("string serialises"),
+                    serde_json::to_string(v).expect("verdict serialises")
+                )
+            })
+            .collect();
+        let verdicts = if lines.is_empty() {
+            "{}".to_string()
+        } else {
+            format!("{{\n{}\n  }}", lines.join(",\n"))
+        };
+        let mut text = head.replacen("\"verdicts\": {}", &format!("\"verdicts\": {verdicts}"), 1);
         text.push('\n');
-        std::fs::write(path, text).map_err(|e| ScanError::io(path, e))
+        text
     }
 }
 
@@ -222,6 +248,26 @@ mod tests {
             labels: BTreeMap::new(),
             verdicts,
         }
+    }
+
+    #[test]
+    fn saved_baselines_read_back_equal() {
+        let b = baseline(&[
+            ("a b/\"q\".eml", Label::Spam, true),
+            ("h", Label::Ham, false),
+        ]);
+        let text = b.to_json();
+        assert_eq!(
+            text.lines().filter(|l| l.contains("\"flagged\"")).count(),
+            2
+        );
+        let back: Baseline = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, b);
+        let empty = baseline(&[]);
+        assert_eq!(
+            serde_json::from_str::<Baseline>(&empty.to_json()).unwrap(),
+            empty
+        );
     }
 
     #[test]

@@ -143,11 +143,7 @@ impl EnvelopeFacts {
             },
             auth_login: self.login.clone(),
             auth_type: self.login.as_ref().map(|_| "PLAIN".to_string()),
-            mail_from: self
-                .mail_from
-                .clone()
-                .or(header_from)
-                .unwrap_or_default(),
+            mail_from: self.mail_from.clone().or(header_from).unwrap_or_default(),
             mail_args: vec![format!("SIZE={}", raw.len())],
             rcpts: if self.rcpts.is_empty() {
                 header_rcpts
@@ -188,9 +184,7 @@ impl Item {
     pub fn bytes(&self) -> Result<Arc<[u8]>, ScanError> {
         match &self.source {
             Source::Bytes(b) => Ok(b.clone()),
-            Source::File(p) => fs::read(p)
-                .map(Arc::from)
-                .map_err(|e| ScanError::io(p, e)),
+            Source::File(p) => fs::read(p).map(Arc::from).map_err(|e| ScanError::io(p, e)),
         }
     }
 }
@@ -218,7 +212,10 @@ fn parse_manifest(file: &Path) -> Result<Vec<(String, ManifestRow)>, ScanError> 
         }
         let fields: Vec<&str> = line.split('\t').collect();
         if rows.is_empty() && fields[0].trim().eq_ignore_ascii_case("path") {
-            columns = fields.iter().map(|f| f.trim().to_ascii_lowercase()).collect();
+            columns = fields
+                .iter()
+                .map(|f| f.trim().to_ascii_lowercase())
+                .collect();
             continue;
         }
         let mut path = None;
@@ -580,7 +577,10 @@ mod tests {
         let messages = split_mbox(mbox);
         assert_eq!(messages.len(), 2);
         assert!(messages[1].ends_with(b"not a separator\n"));
-        assert_eq!(messages[0], b"Subject: one\n\nFrom the start\nbody\n".to_vec());
+        assert_eq!(
+            messages[0],
+            b"Subject: one\n\nFrom the start\nbody\n".to_vec()
+        );
         assert!(messages[1].starts_with(b"Subject: two"));
     }
 

@@ -15,6 +15,7 @@ pub mod input;
 pub mod output;
 pub mod summary;
 
+use std::net::IpAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::envelope::Envelope;
 use crate::milter::{Decision, EomVerdict};
 use crate::pipeline::{Pipeline, PipelineOptions};
 use crate::scoring::{Engine, ScanReport};
@@ -99,6 +101,28 @@ pub struct SymbolHit {
     pub evidence: Vec<String>,
 }
 
+/// The envelope facts a scan line shows.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EnvelopeShown {
+    pub login: Option<String>,
+    pub mail_from: String,
+    pub client_ip: Option<IpAddr>,
+    pub rcpts: Vec<String>,
+    pub local: bool,
+}
+
+impl EnvelopeShown {
+    fn of(envelope: &Envelope) -> EnvelopeShown {
+        EnvelopeShown {
+            login: envelope.auth_login.clone(),
+            mail_from: envelope.mail_from.clone(),
+            client_ip: envelope.client.addr,
+            rcpts: envelope.rcpts.clone(),
+            local: envelope.local_submission,
+        }
+    }
+}
+
 /// The result of scoring one corpus message: one `--format jsonl` line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Outcome {
@@ -110,6 +134,8 @@ pub struct Outcome {
     pub tier: Option<String>,
     pub action: Action,
     pub symbols: Vec<SymbolHit>,
+    /// The envelope the message was scored with (sidecar, manifest or headers).
+    pub envelope: EnvelopeShown,
     pub size: u64,
     /// Time spent scoring (not reading) the message.
     pub scan_us: u64,
@@ -160,6 +186,7 @@ impl Scanner {
             tier: None,
             action: Action::Accept,
             symbols: Vec::new(),
+            envelope: EnvelopeShown::default(),
             size: 0,
             scan_us: 0,
             error: None,
@@ -173,6 +200,7 @@ impl Scanner {
         };
         outcome.size = raw.len() as u64;
         let envelope = item.facts.envelope(&raw);
+        outcome.envelope = EnvelopeShown::of(&envelope);
         let started = Instant::now();
         let scored = catch_unwind(AssertUnwindSafe(|| {
             let report = self.engine.scan(&envelope, &raw);
@@ -251,6 +279,7 @@ pub fn score_all(
                 tier: None,
                 action: Action::Accept,
                 symbols: Vec::new(),
+                envelope: EnvelopeShown::default(),
                 size: 0,
                 scan_us: 0,
                 error: Some("worker thread died".into()),

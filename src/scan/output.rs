@@ -141,7 +141,10 @@ pub fn comparison(out: &mut impl Write, c: &Comparison) -> io::Result<()> {
                     "{} {:.2}{}",
                     v.action.as_str(),
                     v.score,
-                    v.tier.as_deref().map(|t| format!(" {t}")).unwrap_or_default()
+                    v.tier
+                        .as_deref()
+                        .map(|t| format!(" {t}"))
+                        .unwrap_or_default()
                 )
             };
             writeln!(
