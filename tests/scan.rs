@@ -178,6 +178,23 @@ fn mbox_files_are_split_into_messages() {
     // The same mbox found while walking a directory (no extension, sniffed).
     let out = outscore(&[dir.path().to_str().unwrap(), "--format", "jsonl"]);
     assert_eq!(lines_of(&out), 3);
+
+    // An .eml saved with an mbox `From ` line on top is one message.
+    let eml = format!(
+        "From sender@shop.example Mon Nov 16 10:00:00 2026\n{}",
+        message("one", GTUBE)
+    );
+    write(&dir.path().join("ham/saved.eml"), &eml);
+    let out = outscore(&[
+        dir.path().join("ham").to_str().unwrap(),
+        "--format",
+        "jsonl",
+    ]);
+    let lines = self::lines(&out);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["id"], "saved.eml");
+    assert_eq!(lines[0]["action"], "reject");
+    assert_eq!(lines[0]["size"], message("one", GTUBE).len());
 }
 
 fn lines_of(out: &Output) -> usize {

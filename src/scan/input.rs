@@ -184,7 +184,9 @@ impl Item {
     pub fn bytes(&self) -> Result<Arc<[u8]>, ScanError> {
         match &self.source {
             Source::Bytes(b) => Ok(b.clone()),
-            Source::File(p) => fs::read(p).map(Arc::from).map_err(|e| ScanError::io(p, e)),
+            Source::File(p) => fs::read(p)
+                .map(|raw| Arc::from(strip_from_line(&raw)))
+                .map_err(|e| ScanError::io(p, e)),
         }
     }
 }
@@ -363,10 +365,26 @@ fn trim_separator(message: &mut Vec<u8>) {
     }
 }
 
-/// Does this file hold an mbox (rather than one message)?
+/// A single message saved with an mbox `From ` line on top (as many public
+/// corpora are): the relay never sees that line, so drop it.
+fn strip_from_line(raw: &[u8]) -> &[u8] {
+    if raw.starts_with(b"From ") {
+        match raw.iter().position(|&b| b == b'\n') {
+            Some(end) => &raw[end + 1..],
+            None => &[],
+        }
+    } else {
+        raw
+    }
+}
+
+/// Does this file hold an mbox (rather than one message)? `.eml`/`.msg`
+/// files never do; `.mbox`/`.mbx` always; others when they open with `From `.
 fn is_mbox(path: &Path) -> Result<bool, ScanError> {
-    if matches!(ext(path).as_deref(), Some("mbox" | "mbx")) {
-        return Ok(true);
+    match ext(path).as_deref() {
+        Some("mbox" | "mbx") => return Ok(true),
+        Some("eml" | "msg") => return Ok(false),
+        _ => {}
     }
     use std::io::Read;
     let mut head = [0u8; 5];
@@ -582,6 +600,15 @@ mod tests {
             b"Subject: one\n\nFrom the start\nbody\n".to_vec()
         );
         assert!(messages[1].starts_with(b"Subject: two"));
+    }
+
+    #[test]
+    fn a_leading_from_line_is_not_part_of_the_message() {
+        assert_eq!(
+            strip_from_line(b"From a@b Mon Nov 16 10:00:00 2026\nSubject: x\n\nhi\n"),
+            b"Subject: x\n\nhi\n"
+        );
+        assert_eq!(strip_from_line(b"From: a@b\n\nhi\n"), b"From: a@b\n\nhi\n");
     }
 
     #[test]
