@@ -268,6 +268,17 @@ fn manifests_give_labels_and_envelopes_relative_to_themselves() {
         three["rcpts"],
         serde_json::json!(["r1@x.example", "r2@x.example"])
     );
+    // One message named on its own still gets its corpus's manifest line.
+    let out = outscore(&[
+        corpus.join("m/1.eml").to_str().unwrap(),
+        "--format",
+        "jsonl",
+    ]);
+    let single = self::lines(&out);
+    assert_eq!(single.len(), 1);
+    assert_eq!(single[0]["id"], "m/1.eml");
+    assert_eq!(single[0]["label"], "spam");
+    assert_eq!(single[0]["envelope"]["login"], "info@shop.example");
     // As a directory holding the manifest: same labels, same ids.
     let out = outscore(&[corpus.to_str().unwrap(), "--format", "jsonl"]);
     let again = self::lines(&out);

@@ -448,18 +448,51 @@ pub fn collect(inputs: &[PathBuf]) -> Result<Vec<Item>, ScanError> {
         } else if ext(input).as_deref() == Some("tsv") {
             collect_manifest(input, &mut items)?;
         } else {
-            let id = input
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| input.display().to_string());
-            let mut facts = EnvelopeFacts::default();
+            let (id, label, mut facts) = match enclosing_manifest_row(input)? {
+                Some((rel, row)) => (rel, row.label.or_else(|| label_from_path(input)), row.facts),
+                None => (
+                    input
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| input.display().to_string()),
+                    label_from_path(input),
+                    EnvelopeFacts::default(),
+                ),
+            };
             if let Some(f) = read_sidecar(input)? {
                 facts.merge(f);
             }
-            push_file(input, id, label_from_path(input), facts, &mut items)?;
+            push_file(input, id, label, facts, &mut items)?;
         }
     }
     Ok(items)
+}
+
+/// For a message named on its own: the `MANIFEST.tsv` of an enclosing
+/// corpus that lists it, so that one message scores as it does in its corpus.
+fn enclosing_manifest_row(file: &Path) -> Result<Option<(String, ManifestRow)>, ScanError> {
+    let Ok(absolute) = fs::canonicalize(file) else {
+        return Ok(None);
+    };
+    for dir in absolute.ancestors().skip(1) {
+        let manifest = dir.join("MANIFEST.tsv");
+        if !manifest.is_file() {
+            continue;
+        }
+        let rel = normalise(
+            &absolute
+                .strip_prefix(dir)
+                .unwrap_or(&absolute)
+                .to_string_lossy(),
+        );
+        let row = parse_manifest(&manifest)?
+            .into_iter()
+            .find(|(path, _)| normalise(path) == rel);
+        if let Some((_, row)) = row {
+            return Ok(Some((rel, row)));
+        }
+    }
+    Ok(None)
 }
 
 fn push_file(
