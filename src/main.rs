@@ -64,7 +64,11 @@ struct ScanArgs {
     /// new/) or manifests (`*.tsv`: path<TAB>label[<TAB>envelope columns]).
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
-    /// Rule and weight directory; the built-in rules when absent.
+    /// Configuration file whose `scores_dir` the daemon uses.
+    #[arg(long, short, env = "OUTSCORE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Rule and weight directory (overrides the configuration's); the
+    /// built-in rules when neither names one.
     #[arg(long)]
     scores: Option<PathBuf>,
     /// Per-message output: jsonl (one object per line), table, or summary
@@ -161,12 +165,15 @@ fn scan(args: ScanArgs) -> ExitCode {
     use outscore::scan::{self, output, Baseline, Scanner, Summary};
     use std::io::{IsTerminal, Write};
 
-    let engine = match &args.scores {
-        Some(dir) => match Engine::load(dir) {
-            Ok(e) => e,
-            Err(errors) => return config_failure(&errors),
-        },
-        None => Engine::builtin(),
+    let engine = load_config(args.config.as_deref(), &[], None).and_then(|mut config| {
+        if let Some(dir) = &args.scores {
+            config.scoring.scores_dir = Some(dir.clone());
+        }
+        load_engine(&config)
+    });
+    let engine = match engine {
+        Ok(e) => e,
+        Err(errors) => return config_failure(&errors),
     };
     let input_error = |e: &dyn std::fmt::Display| {
         eprintln!("outscore scan: {e}");

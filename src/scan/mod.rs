@@ -145,6 +145,23 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// The line for a message before (or instead of) scoring it.
+    fn unscored(item: &Item, error: Option<String>) -> Outcome {
+        Outcome {
+            path: item.path.clone(),
+            id: item.id.clone(),
+            label: item.label,
+            score: 0.0,
+            tier: None,
+            action: Action::Accept,
+            symbols: Vec::new(),
+            envelope: EnvelopeShown::default(),
+            size: 0,
+            scan_us: 0,
+            error,
+        }
+    }
+
     /// At or above the first tier: what the detection and false-positive
     /// rates count.
     pub fn flagged(&self) -> bool {
@@ -178,19 +195,7 @@ impl Scanner {
     /// Score one message. A read failure or a panic in the engine becomes an
     /// outcome with `error` set, so one bad file never stops a run.
     pub fn score(&self, item: &Item) -> Outcome {
-        let mut outcome = Outcome {
-            path: item.path.clone(),
-            id: item.id.clone(),
-            label: item.label,
-            score: 0.0,
-            tier: None,
-            action: Action::Accept,
-            symbols: Vec::new(),
-            envelope: EnvelopeShown::default(),
-            size: 0,
-            scan_us: 0,
-            error: None,
-        };
+        let mut outcome = Outcome::unscored(item, None);
         let raw = match item.bytes() {
             Ok(raw) => raw,
             Err(e) => {
@@ -271,19 +276,8 @@ pub fn score_all(
         .into_iter()
         .zip(items)
         .map(|(slot, item)| {
-            slot.into_inner().unwrap_or_else(|| Outcome {
-                path: item.path.clone(),
-                id: item.id.clone(),
-                label: item.label,
-                score: 0.0,
-                tier: None,
-                action: Action::Accept,
-                symbols: Vec::new(),
-                envelope: EnvelopeShown::default(),
-                size: 0,
-                scan_us: 0,
-                error: Some("worker thread died".into()),
-            })
+            slot.into_inner()
+                .unwrap_or_else(|| Outcome::unscored(item, Some("worker thread died".into())))
         })
         .collect()
 }
