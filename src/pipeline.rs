@@ -42,7 +42,7 @@ impl Pipeline {
     /// Score a message and decide. Pure apart from logging.
     pub fn verdict(&self, report: &ScanReport) -> EomVerdict {
         let engine = self.engine.load();
-        if report.score >= engine.reject_score() {
+        if report.score >= report.reject_score.unwrap_or_else(|| engine.reject_score()) {
             let text = format!("Message refused as spam (score {:.1})", report.score);
             let reply = SmtpReply::new(550, Some("5.7.1"), &[&text])
                 .expect("reply text has no line breaks");

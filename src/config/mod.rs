@@ -463,7 +463,7 @@ fn validate_store(raw: RawStore, into: &mut StoreConfig, errors: &mut Errors<'_>
 }
 
 /// 1-based line number of a byte offset.
-fn line_of(text: &str, offset: usize) -> usize {
+pub fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())]
         .iter()
         .filter(|&&b| b == b'\n')
