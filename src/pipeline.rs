@@ -41,8 +41,13 @@ impl Pipeline {
 
     /// Score a message and decide. Pure apart from logging.
     pub fn verdict(&self, report: &ScanReport) -> EomVerdict {
-        let engine = self.engine.load();
-        if report.score >= report.reject_score.unwrap_or_else(|| engine.reject_score()) {
+        let reject_score = self.engine.load().reject_score();
+        self.verdict_at(report, reject_score)
+    }
+
+    /// [`Pipeline::verdict`] with the sender's threshold (sensitivity level).
+    pub fn verdict_at(&self, report: &ScanReport, reject_score: f64) -> EomVerdict {
+        if report.score >= reject_score {
             let text = format!("Message refused as spam (score {:.1})", report.score);
             let reply = SmtpReply::new(550, Some("5.7.1"), &[&text])
                 .expect("reply text has no line breaks");
@@ -102,7 +107,7 @@ impl Filter for Pipeline {
     ) -> Result<EomVerdict, FilterError> {
         let engine = self.engine.load_full();
         let report = engine.scan(&envelope, &message.raw);
-        let verdict = self.verdict(&report);
+        let verdict = self.verdict_at(&report, engine.reject_score_for(&envelope));
         info!(
             login = envelope.auth_login.as_deref().unwrap_or("-"),
             from = %envelope.mail_from,

@@ -328,7 +328,12 @@ fn whitelist_mutes_content_but_reports_it() {
         ..Default::default()
     };
     assert_eq!(engine.reject_score_for(&strict), 10.0);
-    assert_eq!(engine.scan(&strict, &spam).reject_score, Some(10.0));
+    let strict_report = engine.scan(&strict, &spam);
+    let ev = &strict_report.symbol("SENSITIVITY_HIGH").unwrap().evidence;
+    assert_eq!(
+        ev,
+        &vec!["strict.example in actions.toml: refused at 10".to_string()]
+    );
     assert_eq!(engine.reject_score_for(&other), 15.0);
 }
 

@@ -147,4 +147,6 @@ pub const CODE_SYMBOLS: &[&str] = &[
     // scoring (policy)
     "WHITELISTED",
     "EXTERNAL_SYMBOL_UNKNOWN",
+    "SENSITIVITY_HIGH",
+    "SENSITIVITY_LOW",
 ];

@@ -30,7 +30,8 @@
 //! `scores/whitelist.txt` still get every symbol reported, but the symbols of
 //! content groups (`content = true` in `groups.toml`) score 0 and
 //! `WHITELISTED` says why. `actions.toml` maps senders to a sensitivity
-//! level whose threshold is [`ScanReport::reject_score`].
+//! level whose threshold is [`Engine::reject_score_for`]; the report shows a
+//! non-default level as `SENSITIVITY_HIGH` / `SENSITIVITY_LOW` (weight 0).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -127,13 +128,18 @@ impl Engine {
 
     /// The threshold for this sender: its sensitivity level from
     /// `actions.toml` (login, then MAIL FROM, by address then domain).
+    /// The report says so with `SENSITIVITY_HIGH` / `SENSITIVITY_LOW`.
     pub fn reject_score_for(&self, envelope: &Envelope) -> f64 {
+        self.inner.actions.threshold(self.sensitivity(envelope).0)
+    }
+
+    /// The sender's level and the key (address or domain) that set it.
+    fn sensitivity(&self, envelope: &Envelope) -> (Sensitivity, Option<String>) {
         let actions = &self.inner.actions;
-        let level = sender_keys(envelope)
-            .iter()
-            .find_map(|k| actions.senders.get(k).copied())
-            .unwrap_or(Sensitivity::Medium);
-        actions.threshold(level)
+        sender_keys(envelope)
+            .into_iter()
+            .find_map(|k| actions.senders.get(&k).map(|l| (*l, Some(k))))
+            .unwrap_or((Sensitivity::Medium, None))
     }
 
     /// Name of the regex engine in use (`hyperscan` or `regex-set`).
@@ -211,6 +217,23 @@ impl Engine {
                 hits.add("EXTERNAL_SYMBOL_UNKNOWN", 0.0, e.name.clone());
             }
         }
+        let (level, who) = self.sensitivity(envelope);
+        if level != Sensitivity::Medium {
+            let name = if level == Sensitivity::High {
+                "SENSITIVITY_HIGH"
+            } else {
+                "SENSITIVITY_LOW"
+            };
+            let threshold = c.actions.threshold(level);
+            hits.add(
+                name,
+                1.0,
+                format!(
+                    "{} in actions.toml: refused at {threshold}",
+                    who.unwrap_or_default()
+                ),
+            );
+        }
         let whitelisted = self.whitelisted(envelope);
         if let Some(who) = &whitelisted {
             hits.add(
@@ -271,7 +294,6 @@ impl Engine {
         ScanReport {
             score,
             symbols,
-            reject_score: Some(self.reject_score_for(envelope)),
             ..ScanReport::default()
         }
     }

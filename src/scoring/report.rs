@@ -63,10 +63,6 @@ pub struct ScanReport {
     pub symbols: Vec<SymbolResult>,
     pub message: MessageSummary,
     pub timings: Timings,
-    /// The threshold that applied to this sender (its sensitivity level);
-    /// `None` in reports written before sensitivity levels existed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reject_score: Option<f64>,
 }
 
 impl ScanReport {
