@@ -224,6 +224,20 @@ impl Scanner {
     }
 }
 
+/// Counts a worker out and wakes the caller when it ends, even by a panic,
+/// so the caller never waits for a worker that is gone.
+struct WorkerExit<'a> {
+    running: &'a AtomicUsize,
+    caller: std::thread::Thread,
+}
+
+impl Drop for WorkerExit<'_> {
+    fn drop(&mut self) {
+        self.running.fetch_sub(1, Ordering::Release);
+        self.caller.unpark();
+    }
+}
+
 fn fill(outcome: &mut Outcome, report: ScanReport) {
     // `+ 0.0` turns the empty sum's -0.0 into 0.0.
     outcome.score = report.score + 0.0;
@@ -251,24 +265,28 @@ pub fn score_all(
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
     let slots: Vec<OnceLock<Outcome>> = (0..total).map(|_| OnceLock::new()).collect();
+    let workers = threads.clamp(1, total.max(1));
+    let running = AtomicUsize::new(workers);
     std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads.clamp(1, total.max(1)))
-            .map(|_| {
-                scope.spawn(|| loop {
+        for _ in 0..workers {
+            let exit = WorkerExit {
+                running: &running,
+                caller: std::thread::current(),
+            };
+            let (next, done, slots) = (&next, &done, &slots);
+            scope.spawn(move || {
+                let _exit = exit;
+                loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(item) = items.get(i) else { break };
                     let _ = slots[i].set(scanner.score(item));
                     done.fetch_add(1, Ordering::Relaxed);
-                })
-            })
-            .collect();
-        let mut last_report = Instant::now();
-        while !workers.iter().all(|w| w.is_finished()) {
-            if last_report.elapsed() >= Duration::from_millis(100) {
-                progress(done.load(Ordering::Relaxed), total);
-                last_report = Instant::now();
-            }
-            std::thread::sleep(Duration::from_millis(2));
+                }
+            });
+        }
+        while running.load(Ordering::Acquire) > 0 {
+            progress(done.load(Ordering::Relaxed), total);
+            std::thread::park_timeout(Duration::from_millis(100));
         }
     });
     progress(done.load(Ordering::Relaxed), total);
