@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! cargo run --release --example corpus_eval -- [CORPUS_DIR] [--show-fp] [--show-fn N]
+//!     [--show-ham-above SCORE] [--evidence SYMBOL] [--factors] [--text FILE]
 //! ```
 
 use std::collections::BTreeMap;
@@ -22,7 +23,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let dir = PathBuf::from(
         args.iter()
-            .find(|a| a.contains('/'))
+            .find(|a| std::path::Path::new(a).is_dir())
             .cloned()
             .unwrap_or_else(|| "/work/shared/corpus".into()),
     );
@@ -33,6 +34,22 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
+    // --text FILE: print what the rules see of one message, then stop.
+    if let Some(file) = args
+        .iter()
+        .position(|a| a == "--text")
+        .and_then(|i| args.get(i + 1))
+    {
+        let raw = std::fs::read(dir.join(file)).expect("message file");
+        let m = outscore::message::parse(&raw);
+        println!(
+            "subject: {:?}\nurls: {}\n{}",
+            m.subject,
+            m.urls.len(),
+            m.text
+        );
+        return;
+    }
     let manifest = std::fs::read_to_string(dir.join("MANIFEST.tsv")).expect("MANIFEST.tsv");
     let engine = Engine::builtin();
     let threshold = engine.reject_score();

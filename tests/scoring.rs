@@ -423,3 +423,15 @@ Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--b--\r\n";
     );
     assert!(report.symbol("ATTACH_TYPE_MISMATCH").is_none());
 }
+
+#[test]
+fn keyword_automaton_stays_small() {
+    let compiled = outscore::scoring::scores::builtin().unwrap();
+    let bytes = compiled.keywords.memory_usage();
+    eprintln!(
+        "{} keywords, automaton {bytes} bytes",
+        compiled.keywords.pattern_count
+    );
+    assert!(compiled.keywords.pattern_count > 500);
+    assert!(bytes < 32 * 1024 * 1024, "{bytes}");
+}

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 
 use super::{Context, Hits, Place};
 use crate::message::normalize::{is_word_char, normalize};
@@ -127,6 +127,9 @@ impl KeywordSet {
             Some(
                 AhoCorasickBuilder::new()
                     .match_kind(MatchKind::Standard)
+                    // A full DFA: a few MB for every list together, and the
+                    // fastest overlapping search.
+                    .kind(Some(AhoCorasickKind::DFA))
                     .build(&patterns)
                     .expect("keyword automaton within size limits"),
             )
@@ -138,6 +141,11 @@ impl KeywordSet {
             symbols,
             pattern_count: patterns.len(),
         })
+    }
+
+    /// Heap bytes of the automaton.
+    pub fn memory_usage(&self) -> usize {
+        self.automaton.as_ref().map_or(0, AhoCorasick::memory_usage)
     }
 
     /// Symbol names the lists emit.

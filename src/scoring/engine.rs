@@ -361,6 +361,7 @@ fn log_loaded(source: &str, c: &Compiled) {
         source,
         symbols = c.symbols.len(),
         keywords = c.keywords.pattern_count,
+        keyword_automaton_bytes = c.keywords.memory_usage(),
         regex_rules = c.regex.len(),
         regex_engine = c.regex.engine(),
         "scores loaded"
