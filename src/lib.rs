@@ -27,6 +27,7 @@
 //! | [`scoring`] | weights from `scores/`, group caps, the report type    | I/O             |
 //! | [`store`]   | reports, account state, counters (SQLite/PostgreSQL)   | milter          |
 //! | [`config`]  | `outscore.toml` → validated [`config::Config`]         | sockets         |
+//! | [`scan`]    | offline corpus scoring, summary, baseline diff         | sockets, store  |
 //!
 //! Only `main.rs` picks concrete implementations.
 
@@ -37,6 +38,7 @@ pub mod message;
 pub mod milter;
 pub mod pipeline;
 pub mod rules;
+pub mod scan;
 pub mod scoring;
 pub mod server;
 pub mod store;
