@@ -34,6 +34,7 @@ pub mod envelope;
 pub mod message;
 pub mod milter;
 pub mod pipeline;
+pub mod policy;
 pub mod rules;
 pub mod scoring;
 pub mod server;

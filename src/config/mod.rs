@@ -4,6 +4,7 @@
 //! defaults are documented in README.md and here. Knows nothing of sockets.
 
 mod duration;
+mod policy;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -12,6 +13,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use duration::parse_duration;
+use policy::{
+    validate_accounts, validate_limits, validate_notify, RawAccounts, RawLimits, RawNotify,
+};
+pub use policy::{AccountsConfig, LimitsConfig, NotifyConfig, SmtpRelay};
 
 use crate::milter::address::ListenAddr;
 
@@ -85,6 +90,12 @@ struct RawFile {
     store: RawStore,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    notify: RawNotify,
+    #[serde(default)]
+    accounts: RawAccounts,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -219,6 +230,9 @@ pub struct Config {
     pub scoring: ScoringConfig,
     pub store: StoreConfig,
     pub log: LogConfig,
+    pub limits: LimitsConfig,
+    pub notify: NotifyConfig,
+    pub accounts: AccountsConfig,
 }
 
 impl Default for Config {
@@ -230,6 +244,9 @@ impl Default for Config {
             scoring: ScoringConfig::default(),
             store: StoreConfig::default(),
             log: LogConfig::default(),
+            limits: LimitsConfig::default(),
+            notify: NotifyConfig::default(),
+            accounts: AccountsConfig::default(),
         }
     }
 }
@@ -297,6 +314,9 @@ impl Config {
         if let Some(level) = raw.log.level {
             config.log.level = level;
         }
+        validate_limits(raw.limits, &mut config.limits, &mut errors);
+        validate_notify(raw.notify, &mut config.notify, &mut errors);
+        validate_accounts(raw.accounts, &mut config.accounts, &mut errors);
         if errors.list.is_empty() {
             Ok(config)
         } else {
