@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::account::{AccountStatus, AuditEntry, UnblockRecord};
 use super::limits::SpamCounts;
-use super::tiers::{Family, History, Tier};
+use super::tiers::History;
 
 /// Everything the gates and the tiers need about one account.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,28 +66,26 @@ impl AccountFacts {
         facts.history.spam_last_hour = spam.last_hour(now);
         facts.history.spam_last_day = spam.last_day(now);
         for e in entries {
-            let tier = e
-                .detail
-                .get("tier")
-                .and_then(|t| t.as_str())
-                .and_then(|t| t.parse::<Tier>().ok());
+            let from = e.detail.get("from").and_then(|f| f.as_str());
             match e.action.as_str() {
                 "tier" => {
-                    if last_reset.is_none_or(|r| e.at > r) {
-                        facts.history.offences_since_reset += 1;
-                    }
-                    if e.at >= d90 {
-                        match tier.map(Tier::family) {
-                            Some(Family::Suspension) => facts.history.suspensions_90d += 1,
-                            Some(Family::PasswordReset) => facts.history.resets_90d += 1,
-                            None => {}
+                    // Only a tier that blocked an active account is an
+                    // offence; messages racing the block add nothing.
+                    if from == Some("active") {
+                        if last_reset.is_none_or(|r| e.at > r) {
+                            facts.history.offences_since_reset += 1;
+                        }
+                        if e.at >= repeat_since {
+                            facts.recent_offences += 1;
                         }
                     }
-                    if e.at >= repeat_since {
-                        facts.recent_offences += 1;
-                    }
                 }
-                "suspend" if e.at >= d90 => facts.history.suspensions_90d += 1,
+                // Earlier episodes, once over: a reset confirmed, a
+                // suspension lifted.
+                "reset_done" if e.at >= d90 => facts.history.resets_90d += 1,
+                "unblock" if e.at >= d90 && from == Some("suspended") => {
+                    facts.history.suspensions_90d += 1
+                }
                 "prison" | "daily_limit" => {
                     if e.at >= day {
                         facts.history.limit_hits_last_day += 1;

@@ -356,13 +356,11 @@ impl Policy {
         if let Some(transition) =
             apply_tier(&facts.account, &facts.status, &decision, report_id, now)
         {
-            facts.status = transition.to.clone();
-            facts.history.offences_since_reset += 1;
-            facts.recent_offences += 1;
-            match decision.family {
-                Family::PasswordReset => facts.history.resets_90d += 1,
-                Family::Suspension => facts.history.suspensions_90d += 1,
+            if !transition.from.is_blocked() {
+                facts.history.offences_since_reset += 1;
+                facts.recent_offences += 1;
             }
+            facts.status = transition.to.clone();
             let entry = self.directory.get(&facts.account);
             effects.push(Effect::Notify(Event {
                 kind: transition.to.name().to_string(),

@@ -105,11 +105,14 @@ impl FromStr for Tier {
 pub struct History {
     pub spam_last_hour: u64,
     pub spam_last_day: u64,
-    /// Tiered offences since the last confirmed password reset (or ever).
+    /// Blocks of the account since its last confirmed password reset (or
+    /// ever).
     pub offences_since_reset: u64,
     /// Volume-limit hits (prison, daily budget) in the last 24 hours.
     pub limit_hits_last_day: u64,
+    /// Suspensions lifted in the last 90 days.
     pub suspensions_90d: u64,
+    /// Password resets confirmed in the last 90 days.
     pub resets_90d: u64,
 }
 
