@@ -33,6 +33,7 @@ pub mod config;
 pub mod envelope;
 pub mod message;
 pub mod milter;
+pub mod notify;
 pub mod pipeline;
 pub mod policy;
 pub mod rules;
