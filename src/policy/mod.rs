@@ -24,6 +24,7 @@ pub mod account;
 pub mod directory;
 pub mod history;
 pub mod limits;
+pub mod service;
 pub mod store;
 pub mod tiers;
 
