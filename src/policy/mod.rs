@@ -32,7 +32,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::config::{AccountsConfig, LimitsConfig};
+use crate::config::{AccountsConfig, Config, ConfigError, ConfigErrors, LimitsConfig};
 use crate::milter::{Decision, SmtpReply};
 
 pub use account::{
@@ -173,6 +173,38 @@ impl Policy {
             unblock_rule: UnblockRule {
                 self_service_every: chrono::Duration::days(accounts.self_service_every_days.into()),
             },
+        }
+    }
+
+    /// Tiers from `<scores_dir>/tiers.toml` (else built in), limits and the
+    /// accounts directory CSV from the configuration. Every problem is
+    /// reported with its file and line.
+    pub fn from_config(config: &Config) -> Result<Policy, ConfigErrors> {
+        let tiers = TierTable::load_dir(config.scoring.scores_dir.as_deref());
+        let directory = match &config.accounts.directory_csv {
+            Some(path) => Directory::load_csv(path).map_err(|errors| {
+                ConfigErrors(
+                    errors
+                        .into_iter()
+                        .map(|e| ConfigError {
+                            file: path.clone(),
+                            line: (e.line > 0).then_some(e.line),
+                            message: e.message,
+                        })
+                        .collect(),
+                )
+            }),
+            None => Ok(Directory::default()),
+        };
+        match (tiers, directory) {
+            (Ok(tiers), Ok(directory)) => Ok(Policy::new(
+                tiers,
+                config.limits.clone(),
+                &config.accounts,
+                directory,
+            )),
+            (Err(a), Err(b)) => Err(ConfigErrors(a.0.into_iter().chain(b.0).collect())),
+            (Err(e), _) | (_, Err(e)) => Err(e),
         }
     }
 
