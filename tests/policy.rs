@@ -758,3 +758,39 @@ fn a_suspension_is_never_downgraded_to_a_reset() {
         .iter()
         .any(|e| matches!(e, Effect::Transition(_))));
 }
+
+#[test]
+fn from_config_reports_tier_and_directory_errors_with_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let scores = dir.path().join("scores");
+    std::fs::create_dir_all(&scores).unwrap();
+    std::fs::write(
+        scores.join("tiers.toml"),
+        "[[rule]]\ntier = \"L-SPAM50\"\nscore = 1.0\n",
+    )
+    .unwrap();
+    let csv = dir.path().join("accounts.csv");
+    std::fs::write(&csv, "login,sensitivity\na@b.example,extreme\n").unwrap();
+    let text = format!(
+        "data_dir = {:?}\n[scoring]\nscores_dir = {:?}\n",
+        dir.path(),
+        scores
+    );
+    let config = outscore::config::Config::parse(Path::new("o.toml"), &text).unwrap();
+    let err = Policy::from_config(&config).unwrap_err().to_string();
+    assert!(err.contains("tiers.toml:1:"), "{err}");
+    assert!(err.contains("accounts.csv:2:"), "{err}");
+    // Fixed files load, and the imported directory is used.
+    std::fs::write(
+        scores.join("tiers.toml"),
+        "[[rule]]\ntier = \"L-SPAM00\"\nscore = 1.0\n",
+    )
+    .unwrap();
+    std::fs::write(&csv, "login,contact\na@b.example,owner@c.example\n").unwrap();
+    let p = Policy::from_config(&config).unwrap();
+    assert_eq!(p.tiers.rule_count(), 1);
+    assert_eq!(
+        p.directory.get("a@b.example").contact.as_deref(),
+        Some("owner@c.example")
+    );
+}

@@ -181,13 +181,21 @@ impl Policy {
     /// reported with its file and line.
     pub fn from_config(config: &Config) -> Result<Policy, ConfigErrors> {
         let tiers = TierTable::load_dir(config.scoring.scores_dir.as_deref());
-        let directory = match &config.accounts.directory_csv {
+        // `outscore account import` installs <data_dir>/accounts.csv when
+        // no directory_csv is configured.
+        let default_csv = config.data_dir.join("accounts.csv");
+        let csv = config
+            .accounts
+            .directory_csv
+            .clone()
+            .or_else(|| default_csv.exists().then_some(default_csv));
+        let directory = match &csv {
             Some(path) => Directory::load_csv(path).map_err(|errors| {
                 ConfigErrors(
                     errors
                         .into_iter()
                         .map(|e| ConfigError {
-                            file: path.clone(),
+                            file: path.to_path_buf(),
                             line: (e.line > 0).then_some(e.line),
                             message: e.message,
                         })
