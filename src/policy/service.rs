@@ -4,7 +4,9 @@
 //! the pipeline and the `outscore account` commands call; it is generic over
 //! the traits and picks no backend itself.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
 use tokio::sync::Notify;
@@ -28,6 +30,51 @@ pub enum ServiceError {
     Refused(#[from] TransitionError),
 }
 
+/// Recently read account facts, so the MAIL, RCPT and end-of-message
+/// steps of one message (and a burst of messages) do not each re-read the
+/// audit log. An entry is dropped when this process changes the account;
+/// changes made by other relays are seen after at most `ttl`.
+#[derive(Debug)]
+pub struct FactsCache {
+    ttl: std::time::Duration,
+    entries: Mutex<HashMap<String, (Instant, AccountFacts)>>,
+}
+
+impl FactsCache {
+    /// Upper bound on the entries kept; the cache is cleared when full.
+    const MAX_ENTRIES: usize = 100_000;
+
+    pub fn new(ttl: std::time::Duration) -> FactsCache {
+        FactsCache {
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn get(&self, account: &str) -> Option<AccountFacts> {
+        let entries = self.entries.lock().expect("facts cache lock");
+        entries
+            .get(account)
+            .filter(|(at, _)| at.elapsed() < self.ttl)
+            .map(|(_, f)| f.clone())
+    }
+
+    fn put(&self, facts: &AccountFacts) {
+        let mut entries = self.entries.lock().expect("facts cache lock");
+        if entries.len() >= Self::MAX_ENTRIES {
+            entries.clear();
+        }
+        entries.insert(facts.account.clone(), (Instant::now(), facts.clone()));
+    }
+
+    pub fn forget(&self, account: &str) {
+        self.entries
+            .lock()
+            .expect("facts cache lock")
+            .remove(account);
+    }
+}
+
 /// Policy + account repository + counters + outbox.
 pub struct Enforcer<R, C, Q> {
     pub policy: Arc<Policy>,
@@ -37,9 +84,43 @@ pub struct Enforcer<R, C, Q> {
     pub notifier: Arc<Notifier>,
     /// Wakes the notification worker.
     pub wake: Arc<Notify>,
+    pub cache: FactsCache,
 }
 
 impl<R: AccountRepo, C: VolumeCounters, Q: OutboxQueue> Enforcer<R, C, Q> {
+    /// An enforcer with a 2-second facts cache.
+    pub fn new(
+        policy: Arc<Policy>,
+        repo: R,
+        counters: C,
+        outbox: Arc<Q>,
+        notifier: Arc<Notifier>,
+    ) -> Self {
+        Enforcer {
+            policy,
+            repo,
+            counters,
+            outbox,
+            notifier,
+            wake: Arc::new(Notify::new()),
+            cache: FactsCache::new(std::time::Duration::from_secs(2)),
+        }
+    }
+
+    /// [`Enforcer::facts`] through the cache.
+    pub async fn facts_cached(
+        &self,
+        account: &str,
+        now: DateTime<Utc>,
+    ) -> Result<AccountFacts, ServiceError> {
+        if let Some(facts) = self.cache.get(account) {
+            return Ok(facts);
+        }
+        let facts = self.facts(account, now).await?;
+        self.cache.put(&facts);
+        Ok(facts)
+    }
+
     /// Everything the decisions need about `account`, read now.
     pub async fn facts(
         &self,
@@ -71,8 +152,14 @@ impl<R: AccountRepo, C: VolumeCounters, Q: OutboxQueue> Enforcer<R, C, Q> {
     pub async fn persist(&self, effects: &[Effect]) -> Result<(), ServiceError> {
         for effect in effects {
             match effect {
-                Effect::Transition(t) => self.repo.apply(t).await?,
-                Effect::Audit(a) => self.repo.audit(a).await?,
+                Effect::Transition(t) => {
+                    self.cache.forget(&t.account);
+                    self.repo.apply(t).await?
+                }
+                Effect::Audit(a) => {
+                    self.cache.forget(&a.account);
+                    self.repo.audit(a).await?
+                }
                 Effect::Bump(key) => {
                     self.counters.incr_and_get(key, 1).await?;
                 }
@@ -131,6 +218,10 @@ impl<R: AccountRepo, C: VolumeCounters, Q: OutboxQueue> Enforcer<R, C, Q> {
         now: DateTime<Utc>,
     ) -> Result<EomOutcome, ServiceError> {
         let out = self.policy.at_eom(facts, scored, size, report_id, now);
+        if !out.effects.is_empty() {
+            // Spam counters moved: the next message must see them.
+            self.cache.forget(&facts.account);
+        }
         self.persist(&out.effects).await?;
         Ok(out)
     }

@@ -436,58 +436,68 @@ impl TierTable {
     /// The first rule that holds, or `None`: the message is accepted.
     pub fn evaluate(&self, message: &Scored<'_>, history: &History) -> Option<TierDecision> {
         let spam = message.is_spam();
+        let (index, rule, symbol) = self.rules.iter().enumerate().find_map(|(i, rule)| {
+            if rule
+                .score_ratio
+                .is_some_and(|ratio| message.score < ratio * message.reject_score)
+            {
+                return None;
+            }
+            let symbol = match &rule.symbol_set {
+                Some(set) => {
+                    let list = &self.sets[set];
+                    Some(
+                        *message
+                            .symbols
+                            .iter()
+                            .find(|s| list.iter().any(|l| l == *s))?,
+                    )
+                }
+                None => None,
+            };
+            rule.counts
+                .iter()
+                .all(|&(count, min)| count.value(history, spam) >= min)
+                .then_some((i, rule, symbol))
+        })?;
+        // Only the matching rule is explained (no formatting for the others).
+        let mut why = Vec::new();
+        if let Some(ratio) = rule.score_ratio {
+            why.push(format!(
+                "score {:.2} >= {ratio} x {:.2}",
+                message.score, message.reject_score
+            ));
+        }
+        if let (Some(symbol), Some(set)) = (symbol, &rule.symbol_set) {
+            why.push(format!("symbol {symbol} in {set}"));
+        }
+        for &(count, min) in &rule.counts {
+            why.push(format!(
+                "{} {} >= {min}",
+                count.name(),
+                count.value(history, spam)
+            ));
+        }
         let file = self
             .file
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default();
-        'rules: for (index, rule) in self.rules.iter().enumerate() {
-            let mut why = Vec::new();
-            if let Some(ratio) = rule.score_ratio {
-                let line = ratio * message.reject_score;
-                if message.score < line {
-                    continue;
-                }
-                why.push(format!(
-                    "score {:.2} >= {ratio} x {:.2}",
-                    message.score, message.reject_score
-                ));
-            }
-            if let Some(set) = &rule.symbol_set {
-                let list = &self.sets[set];
-                match message
-                    .symbols
-                    .iter()
-                    .find(|s| list.iter().any(|l| l == *s))
-                {
-                    Some(symbol) => why.push(format!("symbol {symbol} in {set}")),
-                    None => continue,
-                }
-            }
-            for &(count, min) in &rule.counts {
-                let value = count.value(history, spam);
-                if value < min {
-                    continue 'rules;
-                }
-                why.push(format!("{} {value} >= {min}", count.name()));
-            }
-            let info = &self.tiers[&rule.tier];
-            return Some(TierDecision {
-                tier: rule.tier,
-                family: rule.tier.family(),
-                rule_index: index,
-                rule_line: rule.line,
-                self_service: info.self_service,
-                explanation: format!(
-                    "rule #{} ({file}:{}) {}: {}",
-                    index + 1,
-                    rule.line,
-                    rule.tier,
-                    why.join("; ")
-                ),
-            });
-        }
-        None
+        let info = &self.tiers[&rule.tier];
+        Some(TierDecision {
+            tier: rule.tier,
+            family: rule.tier.family(),
+            rule_index: index,
+            rule_line: rule.line,
+            self_service: info.self_service,
+            explanation: format!(
+                "rule #{} ({file}:{}) {}: {}",
+                index + 1,
+                rule.line,
+                rule.tier,
+                why.join("; ")
+            ),
+        })
     }
 
     /// The reply refusing a message of this tier.
