@@ -23,12 +23,14 @@
 //! | [`pipeline`]| the glue: envelope + message → report → verdict        | sockets         |
 //! | [`message`] | raw bytes → parsed message facts (never fails)         | I/O             |
 //! | [`rules`]   | pure checks emitting symbols with evidence             | I/O             |
+//! | [`auth`]    | SPF and DMARC policy over DNS, accounts directory      | milter, scoring |
 //! | [`scoring`] | weights from `scores/`, group caps, the report type    | I/O             |
 //! | [`store`]   | reports, account state, counters (SQLite/PostgreSQL)   | milter          |
 //! | [`config`]  | `outscore.toml` → validated [`config::Config`]         | sockets         |
 //!
 //! Only `main.rs` picks concrete implementations.
 
+pub mod auth;
 pub mod config;
 pub mod envelope;
 pub mod message;

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use outscore::auth::identity::IdentityChecker;
 use outscore::config::{Config, ConfigErrors, FailSafe};
 use outscore::milter::{self, ListenAddr, SessionOptions};
 use outscore::pipeline::{Pipeline, PipelineOptions};
@@ -180,13 +181,18 @@ async fn serve(config: Config, engine: Engine) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot listen on {addr}"))?,
         );
     }
-    let pipeline = Arc::new(Pipeline::new(
-        engine,
-        PipelineOptions {
-            add_headers: config.milter.add_headers,
-            header_prefix: config.milter.header_prefix.clone(),
-        },
-    ));
+    let identity =
+        IdentityChecker::from_config(&config).context("cannot set up sender identity checks")?;
+    let pipeline = Arc::new(
+        Pipeline::new(
+            engine,
+            PipelineOptions {
+                add_headers: config.milter.add_headers,
+                header_prefix: config.milter.header_prefix.clone(),
+            },
+        )
+        .with_identity(Arc::new(identity)),
+    );
     let shutdown = CancellationToken::new();
     spawn_signal_handlers(shutdown.clone(), pipeline.clone(), config.clone())?;
     info!(version = env!("CARGO_PKG_VERSION"), data_dir = %config.data_dir.display(), "outscore started");

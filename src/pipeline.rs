@@ -7,9 +7,10 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tracing::info;
 
+use crate::auth::identity::IdentityChecker;
 use crate::envelope::Envelope;
 use crate::milter::{Decision, EomVerdict, Filter, FilterError, HeaderEdit, Message, SmtpReply};
-use crate::scoring::{Engine, ScanReport};
+use crate::scoring::{Engine, ExternalSymbol, ScanReport};
 
 /// How verdicts are dressed.
 #[derive(Debug, Clone)]
@@ -23,6 +24,7 @@ pub struct PipelineOptions {
 /// The milter filter that scores every message.
 pub struct Pipeline {
     engine: ArcSwap<Engine>,
+    identity: Option<Arc<IdentityChecker>>,
     options: PipelineOptions,
 }
 
@@ -30,8 +32,15 @@ impl Pipeline {
     pub fn new(engine: Engine, options: PipelineOptions) -> Pipeline {
         Pipeline {
             engine: ArcSwap::from_pointee(engine),
+            identity: None,
             options,
         }
+    }
+
+    /// Check sender identity (SPF, alignment, login mismatch) for every message.
+    pub fn with_identity(mut self, identity: Arc<IdentityChecker>) -> Pipeline {
+        self.identity = Some(identity);
+        self
     }
 
     /// Swap in a reloaded rule set; messages in flight finish with the old one.
@@ -41,8 +50,13 @@ impl Pipeline {
 
     /// Score a message and decide. Pure apart from logging.
     pub fn verdict(&self, report: &ScanReport) -> EomVerdict {
-        let engine = self.engine.load();
-        if report.score >= engine.reject_score() {
+        let reject_score = self.engine.load().reject_score();
+        self.verdict_at(report, reject_score)
+    }
+
+    /// [`Pipeline::verdict`] with the sender's threshold (sensitivity level).
+    pub fn verdict_at(&self, report: &ScanReport, reject_score: f64) -> EomVerdict {
+        if report.score >= reject_score {
             let text = format!("Message refused as spam (score {:.1})", report.score);
             let reply = SmtpReply::new(550, Some("5.7.1"), &[&text])
                 .expect("reply text has no line breaks");
@@ -102,8 +116,26 @@ impl Filter for Pipeline {
         message: Message,
     ) -> Result<EomVerdict, FilterError> {
         let engine = self.engine.load_full();
-        let report = engine.scan(&envelope, &message.raw);
-        let verdict = self.verdict(&report);
+        let external: Vec<ExternalSymbol> = match &self.identity {
+            Some(identity) => identity
+                .check(&envelope, &message.raw)
+                .await
+                .symbols
+                .into_iter()
+                .map(|s| ExternalSymbol {
+                    name: s.name.to_string(),
+                    factor: s.factor,
+                    evidence: s.evidence,
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        let report = engine.scan_with(&envelope, &message.raw, &external);
+        let verdict = self.verdict_at(&report, engine.reject_score_for(&envelope));
+        let reply = match &verdict.decision {
+            Decision::Reply(reply) => reply.to_string(),
+            _ => "-".to_string(),
+        };
         info!(
             login = envelope.auth_login.as_deref().unwrap_or("-"),
             from = %envelope.mail_from,
@@ -112,6 +144,8 @@ impl Filter for Pipeline {
             score = report.score,
             symbols = %report.symbols_line(),
             refused = verdict.decision.is_refusal(),
+            reply = %reply,
+            local = envelope.local_submission,
             "scored"
         );
         Ok(verdict)

@@ -794,3 +794,19 @@ fn from_config_reports_tier_and_directory_errors_with_lines() {
         Some("owner@c.example")
     );
 }
+
+#[test]
+fn tier_symbol_sets_name_symbols_the_engine_declares() {
+    let symbols = std::fs::read_to_string("scores/symbols.toml").unwrap();
+    let declared: toml::Table = symbols.parse().unwrap();
+    let table = TierTable::load(Path::new("scores/tiers.toml")).unwrap();
+    let mut n = 0;
+    for (set, symbol) in table.set_symbols() {
+        assert!(
+            declared.contains_key(symbol),
+            "tiers.toml [sets] {set}: {symbol} is not in scores/symbols.toml"
+        );
+        n += 1;
+    }
+    assert!(n >= 2, "the shipped sets name symbols");
+}

@@ -6,7 +6,9 @@
 mod duration;
 mod policy;
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -19,6 +21,7 @@ use policy::{
 pub use policy::{AccountsConfig, LimitsConfig, NotifyConfig, SmtpRelay};
 
 use crate::milter::address::ListenAddr;
+use crate::rules::identity::AlignMode;
 
 /// Default milter listen address (Postfix syntax).
 pub const DEFAULT_LISTEN: &str = "inet:127.0.0.1:11332";
@@ -91,6 +94,10 @@ struct RawFile {
     #[serde(default)]
     log: RawLog,
     #[serde(default)]
+    spf: RawSpf,
+    #[serde(default)]
+    identity: RawIdentity,
+    #[serde(default)]
     limits: RawLimits,
     #[serde(default)]
     notify: RawNotify,
@@ -132,6 +139,98 @@ struct RawStore {
 struct RawLog {
     format: Option<LogFormat>,
     level: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSpf {
+    enabled: Option<bool>,
+    egress_ips: Option<toml::Spanned<Vec<String>>>,
+    check_client_ip: Option<bool>,
+    lookup_timeout: Option<toml::Spanned<String>>,
+    budget: Option<toml::Spanned<String>>,
+    resolver: Option<toml::Spanned<String>>,
+    cache_entries: Option<toml::Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawIdentity {
+    accounts_file: Option<String>,
+    own_domain_default: Option<bool>,
+    alignment: Option<AlignMode>,
+    attribution: Option<LocalAttribution>,
+    attribution_map: Option<toml::Spanned<BTreeMap<String, String>>>,
+}
+
+/// `[spf]`: SPF and DMARC-policy lookups over DNS.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpfConfig {
+    /// `false` skips every DNS lookup (no SPF or DMARC symbols).
+    pub enabled: bool,
+    /// The relay's public egress addresses: what recipients' servers see and
+    /// check SPF against. Empty: SPF is only checked for the client IP, if
+    /// `check_client_ip` is on.
+    pub egress_ips: Vec<IpAddr>,
+    /// Also check the connecting client's IP (off by default: customers'
+    /// own PCs are not in their domain's SPF record, the relay is).
+    pub check_client_ip: bool,
+    /// Timeout of one DNS query.
+    pub lookup_timeout: Duration,
+    /// Time allowed for all lookups of one message (SPF for every IP and the
+    /// DMARC policy); when spent the result is temperror. Default 4 s, or
+    /// half of `milter.scan_timeout` if that is less; must stay below it.
+    pub budget: Duration,
+    /// `ip:port` of the DNS server; `None` reads `/etc/resolv.conf`.
+    pub resolver: Option<SocketAddr>,
+    /// Answers kept in the shared TTL cache.
+    pub cache_entries: usize,
+}
+
+impl Default for SpfConfig {
+    fn default() -> Self {
+        SpfConfig {
+            enabled: true,
+            egress_ips: Vec::new(),
+            check_client_ip: false,
+            lookup_timeout: Duration::from_secs(2),
+            budget: Duration::from_secs(4),
+            resolver: None,
+            cache_entries: 10_000,
+        }
+    }
+}
+
+/// How mail without a SASL login (`sendmail` from websites, arriving through
+/// `non_smtpd_milters`) is attributed to an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum LocalAttribution {
+    /// Not attributed: no login rules, no account limits.
+    None,
+    /// The account is the envelope sender's domain.
+    #[default]
+    SenderDomain,
+    /// `attribution_map`: envelope sender address, then its domain, → account.
+    Map,
+}
+
+/// `[identity]`: who may send as whom.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct IdentityConfig {
+    /// TOML file of accounts and their allowed identities; `None`: every
+    /// login may only send as itself (and its own domain if
+    /// `own_domain_default`).
+    pub accounts_file: Option<PathBuf>,
+    /// Whether a login not listed in the accounts file may send as any
+    /// address of its own domain. Default `false` (the seeds' rule: the
+    /// login itself or an authorised alias).
+    pub own_domain_default: bool,
+    /// Alignment mode when the From domain's DMARC record sets none.
+    pub alignment: AlignMode,
+    pub attribution: LocalAttribution,
+    /// Lower-cased address or domain → account.
+    pub attribution_map: BTreeMap<String, String>,
 }
 
 /// `[milter]`: the listeners and how sessions behave.
@@ -230,6 +329,8 @@ pub struct Config {
     pub scoring: ScoringConfig,
     pub store: StoreConfig,
     pub log: LogConfig,
+    pub spf: SpfConfig,
+    pub identity: IdentityConfig,
     pub limits: LimitsConfig,
     pub notify: NotifyConfig,
     pub accounts: AccountsConfig,
@@ -244,6 +345,8 @@ impl Default for Config {
             scoring: ScoringConfig::default(),
             store: StoreConfig::default(),
             log: LogConfig::default(),
+            spf: SpfConfig::default(),
+            identity: IdentityConfig::default(),
             limits: LimitsConfig::default(),
             notify: NotifyConfig::default(),
             accounts: AccountsConfig::default(),
@@ -313,6 +416,23 @@ impl Config {
         }
         if let Some(level) = raw.log.level {
             config.log.level = level;
+        }
+        let budget_set = raw.spf.budget.is_some();
+        validate_spf(raw.spf, &mut config.spf, &mut errors);
+        if !budget_set {
+            // The default budget leaves at least half of the scan to the rest.
+            config.spf.budget = config.spf.budget.min(config.milter.scan_timeout / 2);
+        }
+        validate_identity(raw.identity, &mut config.identity, &mut errors);
+        if config.spf.enabled && config.spf.budget >= config.milter.scan_timeout {
+            errors.push(
+                None,
+                format!(
+                    "spf.budget ({} ms) must be below milter.scan_timeout ({} ms): DNS must never use up the scan",
+                    config.spf.budget.as_millis(),
+                    config.milter.scan_timeout.as_millis()
+                ),
+            );
         }
         validate_limits(raw.limits, &mut config.limits, &mut errors);
         validate_notify(raw.notify, &mut config.notify, &mut errors);
@@ -482,8 +602,85 @@ fn validate_store(raw: RawStore, into: &mut StoreConfig, errors: &mut Errors<'_>
     into.spool_dir = raw.spool_dir.map(PathBuf::from);
 }
 
+fn validate_spf(raw: RawSpf, into: &mut SpfConfig, errors: &mut Errors<'_>) {
+    if let Some(enabled) = raw.enabled {
+        into.enabled = enabled;
+    }
+    if let Some(ips) = raw.egress_ips {
+        let offset = ips.span().start;
+        into.egress_ips.clear();
+        for ip in ips.into_inner() {
+            match ip.trim().parse::<IpAddr>() {
+                Ok(ip) => into.egress_ips.push(ip),
+                Err(_) => errors.push(
+                    Some(offset),
+                    format!("spf.egress_ips: {ip:?} is not an IP address"),
+                ),
+            }
+        }
+    }
+    if let Some(check) = raw.check_client_ip {
+        into.check_client_ip = check;
+    }
+    errors.duration(
+        raw.lookup_timeout,
+        "spf.lookup_timeout",
+        &mut into.lookup_timeout,
+    );
+    errors.duration(raw.budget, "spf.budget", &mut into.budget);
+    if let Some(resolver) = raw.resolver {
+        let text = resolver.get_ref().trim();
+        let parsed = text
+            .parse::<SocketAddr>()
+            .or_else(|_| text.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)));
+        match parsed {
+            Ok(addr) => into.resolver = Some(addr),
+            Err(_) => errors.push(
+                Some(resolver.span().start),
+                format!("spf.resolver must be ip or ip:port, got {text:?}"),
+            ),
+        }
+    }
+    if let Some(n) = errors.positive(raw.cache_entries, "spf.cache_entries", 10_000_000) {
+        into.cache_entries = n;
+    }
+}
+
+fn validate_identity(raw: RawIdentity, into: &mut IdentityConfig, errors: &mut Errors<'_>) {
+    into.accounts_file = raw.accounts_file.map(PathBuf::from);
+    if let Some(v) = raw.own_domain_default {
+        into.own_domain_default = v;
+    }
+    if let Some(mode) = raw.alignment {
+        into.alignment = mode;
+    }
+    if let Some(rule) = raw.attribution {
+        into.attribution = rule;
+    }
+    if let Some(map) = raw.attribution_map {
+        let offset = map.span().start;
+        for (key, account) in map.into_inner() {
+            let key = crate::envelope::strip_brackets(&key).to_ascii_lowercase();
+            if key.is_empty() || account.trim().is_empty() {
+                errors.push(
+                    Some(offset),
+                    "identity.attribution_map keys and accounts must not be empty".into(),
+                );
+                continue;
+            }
+            into.attribution_map.insert(key, account.trim().to_string());
+        }
+    }
+    if into.attribution == LocalAttribution::Map && into.attribution_map.is_empty() {
+        errors.push(
+            None,
+            "identity.attribution = \"map\" needs an identity.attribution_map".into(),
+        );
+    }
+}
+
 /// 1-based line number of a byte offset.
-fn line_of(text: &str, offset: usize) -> usize {
+pub fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())]
         .iter()
         .filter(|&&b| b == b'\n')
@@ -540,5 +737,33 @@ retention_hours = 24
         assert_eq!(c.milter.scan_timeout, Duration::from_millis(750));
         assert_eq!(c.database_url(), "postgres://localhost/test");
         assert_eq!(c.store.retention, Duration::from_secs(24 * 3600));
+    }
+
+    #[test]
+    fn spf_and_identity_sections() {
+        let text = r#"
+[spf]
+egress_ips = ["192.0.2.25", "2001:db8::25"]
+lookup_timeout = "500ms"
+budget = "2s"
+resolver = "127.0.0.53:5353"
+[identity]
+alignment = "strict"
+attribution = "map"
+attribution_map = { "www-data@relay.example" = "shop@customer.example" }
+"#;
+        let c = Config::parse(Path::new("o.toml"), text).unwrap();
+        assert_eq!(c.spf.egress_ips.len(), 2);
+        assert_eq!(c.spf.lookup_timeout, Duration::from_millis(500));
+        assert_eq!(c.spf.resolver, Some("127.0.0.53:5353".parse().unwrap()));
+        assert_eq!(c.identity.alignment, AlignMode::Strict);
+        assert_eq!(c.identity.attribution, LocalAttribution::Map);
+        let bad =
+            "[spf]\negress_ips = [\"nope\"]\nresolver = \"x\"\n[identity]\nattribution = \"map\"\n";
+        let err = Config::parse(Path::new("o.toml"), bad).unwrap_err();
+        assert_eq!(err.0.len(), 3, "{err}");
+        let slow = "[milter]\nscan_timeout = \"2s\"\n[spf]\nbudget = \"3s\"\n";
+        let err = Config::parse(Path::new("o.toml"), slow).unwrap_err();
+        assert!(err.to_string().contains("spf.budget"), "{err}");
     }
 }

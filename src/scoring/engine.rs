@@ -1,71 +1,369 @@
-//! The scoring engine: compiled rules and weights, applied to one message.
+//! The scoring engine: compiled rules and weights from `scores/`, applied to
+//! one message. Pure and synchronous; the only I/O is reading `scores/` in
+//! [`Engine::load`].
+//!
+//! # Flow
+//! `message::parse` → rules (structure, attachments, keyword automaton,
+//! regex database) → symbols → weights × factors → group caps → [`ScanReport`].
+//!
+//! # Symbols from outside the rules
+//! Facts the rules cannot compute (SPF verdicts and sender-identity checks
+//! gathered asynchronously by the pipeline, a classifier later) enter through
+//! [`Engine::scan_with`] as [`ExternalSymbol`]s. Their names must be declared
+//! in `scores/symbols.toml` with `external = true`, which gives them a group
+//! and a weight like any other symbol; `SPF_*`, `DMARC_*`, `FROM_MAILFROM_MISALIGNED`
+//! and `LOGIN_*` are declared in group `identity`. An undeclared name does not
+//! fail the scan: it shows up as `EXTERNAL_SYMBOL_UNKNOWN` with no score and a
+//! warning is logged. Check a name at start-up with [`Engine::knows_external`].
+//!
+//! ```
+//! use outscore::envelope::Envelope;
+//! use outscore::scoring::{Engine, ExternalSymbol};
+//! let engine = Engine::builtin();
+//! let spf = ExternalSymbol::new("SPF_FAIL", 1.0, "198.51.100.7 not allowed by example.com");
+//! let report = engine.scan_with(&Envelope::default(), b"Subject: hi\r\n\r\nhello\r\n", &[spf]);
+//! assert!(report.symbol("SPF_FAIL").is_some());
+//! ```
+//!
+//! # Whitelist and sensitivity
+//! Senders (envelope login or MAIL FROM, by address or domain) listed in
+//! `scores/whitelist.txt` still get every symbol reported, but the symbols of
+//! content groups (`content = true` in `groups.toml`) score 0 and
+//! `WHITELISTED` says why. `actions.toml` maps senders to a sensitivity
+//! level whose threshold is [`Engine::reject_score_for`]; the report shows a
+//! non-default level as `SENSITIVITY_HIGH` / `SENSITIVITY_LOW` (weight 0).
 
+use std::collections::HashMap;
+use std::fmt;
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+use tracing::{info, warn};
+
 use crate::config::ConfigErrors;
-use crate::envelope::Envelope;
+use crate::envelope::{domain_of, Envelope};
+use crate::message::{self, Limits, ParsedMessage};
+use crate::rules::{Context, Hits};
 
-use super::report::{MessageSummary, ScanReport, SymbolResult, Timings};
+use super::report::{AttachmentSummary, MessageSummary, ScanReport, SymbolResult, Timings};
+use super::scores::{self, Compiled, Sensitivity, SymbolDef};
 
-/// The GTUBE test string: a message containing it is certain spam, so that
-/// operators can test their set-up end to end.
-pub const GTUBE: &[u8] = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
+pub use crate::rules::structure::GTUBE;
 
-/// Rules and weights, ready to score messages. Cheap to share (`Arc`) and
+/// A symbol produced outside the rules (SPF, identity, classifier).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExternalSymbol {
+    /// Declared in `scores/symbols.toml` with `external = true`.
+    pub name: String,
+    /// 0.0–1.0 usually; multiplies the weight.
+    pub factor: f64,
+    pub evidence: Vec<String>,
+}
+
+impl ExternalSymbol {
+    pub fn new(name: &str, factor: f64, evidence: impl Into<String>) -> ExternalSymbol {
+        ExternalSymbol {
+            name: name.to_string(),
+            factor,
+            evidence: vec![evidence.into()],
+        }
+    }
+}
+
+/// Rules and weights, ready to score messages. Cheap to clone (`Arc`) and
 /// replaced whole on reload.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Engine {
-    reject_score: f64,
+    inner: Arc<Compiled>,
+    limits: Limits,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("symbols", &self.inner.symbols.len())
+            .field("keywords", &self.inner.keywords.pattern_count)
+            .field("regex", &self.inner.regex)
+            .field("reject_score", &self.inner.actions.reject_score)
+            .finish()
+    }
 }
 
 impl Engine {
-    /// The rule set built into the binary.
+    /// The rule set built into the binary (`scores/` at build time).
     pub fn builtin() -> Engine {
-        Engine { reject_score: 15.0 }
+        static BUILTIN: OnceLock<Arc<Compiled>> = OnceLock::new();
+        let inner = BUILTIN.get_or_init(|| {
+            let files: Vec<(String, String)> = scores::BUILTIN
+                .iter()
+                .map(|(n, t)| (n.to_string(), t.to_string()))
+                .collect();
+            let compiled = scores::compile(&files, Path::new("scores (built in)"))
+                .unwrap_or_else(|e| panic!("built-in scores/ is invalid:\n{e}"));
+            log_loaded("built in", &compiled);
+            Arc::new(compiled)
+        });
+        Engine {
+            inner: inner.clone(),
+            limits: Limits::default(),
+        }
     }
 
-    /// Load `scores/` from a directory, reporting every problem.
-    pub fn load(_dir: &Path) -> Result<Engine, ConfigErrors> {
-        Ok(Engine::builtin())
+    /// Load `scores/` from a directory, reporting every problem with file:line.
+    pub fn load(dir: &Path) -> Result<Engine, ConfigErrors> {
+        let files = scores::read_dir(dir)?;
+        let compiled = scores::compile(&files, dir)?;
+        log_loaded(&dir.display().to_string(), &compiled);
+        Ok(Engine {
+            inner: Arc::new(compiled),
+            limits: Limits::default(),
+        })
     }
 
-    /// Score at or above which a message is refused as spam.
+    /// Score at or above which a message is refused as spam (medium sensitivity).
     pub fn reject_score(&self) -> f64 {
-        self.reject_score
+        self.inner.actions.reject_score
+    }
+
+    /// The threshold for this sender: its sensitivity level from
+    /// `actions.toml` (login, then MAIL FROM, by address then domain).
+    /// The report says so with `SENSITIVITY_HIGH` / `SENSITIVITY_LOW`.
+    pub fn reject_score_for(&self, envelope: &Envelope) -> f64 {
+        self.inner.actions.threshold(self.sensitivity(envelope).0)
+    }
+
+    /// The sender's level and the key (address or domain) that set it.
+    fn sensitivity(&self, envelope: &Envelope) -> (Sensitivity, Option<String>) {
+        let actions = &self.inner.actions;
+        sender_keys(envelope)
+            .into_iter()
+            .find_map(|k| actions.senders.get(&k).map(|l| (*l, Some(k))))
+            .unwrap_or((Sensitivity::Medium, None))
+    }
+
+    /// Name of the regex engine in use (`hyperscan` or `regex-set`).
+    pub fn regex_engine(&self) -> &'static str {
+        self.inner.regex.engine()
+    }
+
+    /// Whether `name` may be passed to [`Engine::scan_with`].
+    pub fn knows_external(&self, name: &str) -> bool {
+        self.inner.symbols.get(name).is_some_and(|d| d.external)
+    }
+
+    /// A symbol's declaration.
+    pub fn symbol(&self, name: &str) -> Option<&SymbolDef> {
+        self.inner.symbols.get(name)
     }
 
     /// Score one message. Never fails.
-    pub fn scan(&self, _envelope: &Envelope, raw: &[u8]) -> ScanReport {
+    pub fn scan(&self, envelope: &Envelope, raw: &[u8]) -> ScanReport {
+        self.scan_with(envelope, raw, &[])
+    }
+
+    /// Score one message with symbols computed outside the rules. Never fails.
+    pub fn scan_with(
+        &self,
+        envelope: &Envelope,
+        raw: &[u8],
+        external: &[ExternalSymbol],
+    ) -> ScanReport {
         let started = Instant::now();
-        let mut symbols = Vec::new();
-        if memchr_find(raw, GTUBE) {
-            symbols.push(SymbolResult {
-                name: "GTUBE".into(),
-                group: "test".into(),
-                weight: 1000.0,
-                factor: 1.0,
-                score: 1000.0,
-                evidence: vec!["GTUBE test string in the message".into()],
-            });
+        let msg = message::parse_with(raw, &self.limits);
+        let parsed = Instant::now();
+        let hits = self.rules(raw, &msg);
+        let mut report = self.weigh(envelope, hits, external);
+        report.message = summary(&msg);
+        let done = Instant::now();
+        report.timings = Timings {
+            parse_us: (parsed - started).as_micros() as u64,
+            rules_us: (done - parsed).as_micros() as u64,
+            total_us: (done - started).as_micros() as u64,
+        };
+        report
+    }
+
+    /// Run every rule over a parsed message.
+    pub fn rules(&self, raw: &[u8], msg: &ParsedMessage) -> Hits {
+        let c = &self.inner;
+        let mut hits = Hits::default();
+        c.structure.check(raw, msg, &mut hits);
+        c.attachments.check(&msg.attachments, &mut hits);
+        let ctx = Context::new(msg);
+        c.keywords.check(&ctx, &mut hits);
+        c.regex.check(&ctx, &mut hits);
+        hits
+    }
+
+    /// Weights, whitelist and group caps: hits → report (without message facts).
+    fn weigh(
+        &self,
+        envelope: &Envelope,
+        mut hits: Hits,
+        external: &[ExternalSymbol],
+    ) -> ScanReport {
+        let c = &self.inner;
+        for e in external {
+            if self.knows_external(&e.name) {
+                for ev in &e.evidence {
+                    hits.add(&e.name, e.factor, ev.clone());
+                }
+                if e.evidence.is_empty() {
+                    hits.add(&e.name, e.factor, "(no evidence given)");
+                }
+            } else {
+                warn!(symbol = %e.name, "external symbol not declared with external = true in scores/symbols.toml; ignored");
+                hits.add("EXTERNAL_SYMBOL_UNKNOWN", 0.0, e.name.clone());
+            }
         }
-        let total_us = started.elapsed().as_micros() as u64;
+        let (level, who) = self.sensitivity(envelope);
+        if level != Sensitivity::Medium {
+            let name = if level == Sensitivity::High {
+                "SENSITIVITY_HIGH"
+            } else {
+                "SENSITIVITY_LOW"
+            };
+            let threshold = c.actions.threshold(level);
+            hits.add(
+                name,
+                1.0,
+                format!(
+                    "{} in actions.toml: refused at {threshold}",
+                    who.unwrap_or_default()
+                ),
+            );
+        }
+        let whitelisted = self.whitelisted(envelope);
+        if let Some(who) = &whitelisted {
+            hits.add(
+                "WHITELISTED",
+                1.0,
+                format!("{who} is in whitelist.txt: content rules do not count"),
+            );
+        }
+        let mut symbols: Vec<SymbolResult> = hits
+            .0
+            .into_iter()
+            .map(|h| {
+                let (group, weight) = match c.symbols.get(&h.symbol) {
+                    Some(d) => (d.group.clone(), d.weight),
+                    None => ("unknown".to_string(), 0.0),
+                };
+                let muted =
+                    whitelisted.is_some() && c.groups.get(&group).is_some_and(|g| g.content);
+                let score = if muted { 0.0 } else { weight * h.factor };
+                SymbolResult {
+                    name: h.symbol,
+                    group,
+                    weight,
+                    factor: h.factor,
+                    score,
+                    evidence: h.evidence,
+                }
+            })
+            .collect();
+        // Group caps: scale a group's positive scores down to its max_score.
+        let mut positive: HashMap<&str, f64> = HashMap::new();
+        for s in &symbols {
+            if s.score > 0.0 {
+                *positive.entry(s.group.as_str()).or_default() += s.score;
+            }
+        }
+        let scale: HashMap<String, f64> = positive
+            .into_iter()
+            .filter_map(|(g, sum)| {
+                let cap = c.groups.get(g)?.max_score?;
+                (sum > cap).then(|| (g.to_string(), cap / sum))
+            })
+            .collect();
+        for s in &mut symbols {
+            if s.score > 0.0 {
+                if let Some(k) = scale.get(&s.group) {
+                    s.score *= k;
+                }
+            }
+            s.score = (s.score * 1000.0).round() / 1000.0;
+        }
+        symbols.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then_with(|| a.name.cmp(&b.name))
+        });
+        let score = (symbols.iter().map(|s| s.score).sum::<f64>() * 100.0).round() / 100.0;
         ScanReport {
-            score: symbols.iter().map(|s| s.score).sum(),
+            score,
             symbols,
-            message: MessageSummary {
-                size: raw.len() as u64,
-                ..MessageSummary::default()
-            },
-            timings: Timings {
-                parse_us: 0,
-                rules_us: total_us,
-                total_us,
-            },
+            ..ScanReport::default()
         }
+    }
+
+    fn whitelisted(&self, envelope: &Envelope) -> Option<String> {
+        if self.inner.whitelist.is_empty() {
+            return None;
+        }
+        sender_keys(envelope)
+            .into_iter()
+            .find(|k| self.inner.whitelist.contains(k))
     }
 }
 
-fn memchr_find(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+/// Login and MAIL FROM, each as address then domain, lower case.
+fn sender_keys(envelope: &Envelope) -> Vec<String> {
+    let mut keys = Vec::new();
+    for who in [
+        envelope.auth_login.as_deref(),
+        Some(envelope.mail_from.as_str()),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let who = who.trim().to_lowercase();
+        if who.is_empty() {
+            continue;
+        }
+        if let Some(d) = domain_of(&who) {
+            keys.push(who);
+            keys.push(d);
+        } else {
+            keys.push(who);
+        }
+    }
+    keys
+}
+
+fn summary(msg: &ParsedMessage) -> MessageSummary {
+    MessageSummary {
+        size: msg.size as u64,
+        parts: msg.parts,
+        subject: msg.subject.clone(),
+        from: msg.from.as_ref().and_then(|f| f.address.clone()),
+        to: msg.to.iter().take(50).cloned().collect(),
+        message_id: msg.message_id.clone(),
+        date: msg.date.clone(),
+        attachments: msg
+            .attachments
+            .iter()
+            .map(|a| AttachmentSummary {
+                name: a.name.clone(),
+                declared_type: a.declared_type.clone(),
+                sniffed_type: a.sniffed_type.map(str::to_string),
+                size: a.size,
+            })
+            .collect(),
+        url_count: msg.urls.len() as u32,
+        charsets: msg.charsets.clone(),
+    }
+}
+
+fn log_loaded(source: &str, c: &Compiled) {
+    info!(
+        source,
+        symbols = c.symbols.len(),
+        keywords = c.keywords.pattern_count,
+        keyword_automaton_bytes = c.keywords.memory_usage(),
+        regex_rules = c.regex.len(),
+        regex_engine = c.regex.engine(),
+        "scores loaded"
+    );
 }

@@ -4,6 +4,7 @@
 
 pub mod engine;
 pub mod report;
+pub mod scores;
 
-pub use engine::{Engine, GTUBE};
+pub use engine::{Engine, ExternalSymbol, GTUBE};
 pub use report::{AttachmentSummary, MessageSummary, ScanReport, SymbolResult, Timings};
