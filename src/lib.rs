@@ -38,6 +38,7 @@ pub mod milter;
 pub mod notify;
 pub mod pipeline;
 pub mod policy;
+pub mod policy_db;
 pub mod rules;
 pub mod scoring;
 pub mod server;

@@ -14,8 +14,10 @@ use outscore::auth::identity::IdentityChecker;
 use outscore::config::{Config, ConfigErrors, FailSafe};
 use outscore::milter::{self, ListenAddr, SessionOptions};
 use outscore::pipeline::{Pipeline, PipelineOptions};
+use outscore::policy::Policy;
 use outscore::scoring::Engine;
 use outscore::server::{Listener, Server};
+use outscore::store::{self, ReportStore};
 use outscore::telemetry;
 
 /// Exit code for configuration errors (EX_USAGE... EX_DATAERR family: 64).
@@ -51,7 +53,139 @@ enum Cmd {
         #[arg(long, short, env = "OUTSCORE_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Stored score reports (kept for the retention, 72 hours by default).
+    Report {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: ReportCmd,
+    },
+    /// Account states: list blocked accounts, show one, unblock, confirm a
+    /// password reset, suspend, import the accounts directory.
+    Account {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: AccountCmd,
+    },
+    /// Delete expired reports, content and audit entries now.
+    Purge {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
+
+/// Where the store is: the configuration file, or a data dir override.
+#[derive(clap::Args)]
+struct StoreArgs {
+    #[arg(long, short, env = "OUTSCORE_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Data directory (overrides the configuration's).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum ReportCmd {
+    /// List reports, newest first.
+    List {
+        /// Account (SASL login, else envelope sender).
+        #[arg(long)]
+        account: Option<String>,
+        /// Start: RFC 3339 time, or a duration ago (`24h`).
+        #[arg(long)]
+        since: Option<String>,
+        /// End (exclusive): RFC 3339 time, or a duration ago.
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long)]
+        tier: Option<String>,
+        /// `accept`, `reject`, `tempfail`…
+        #[arg(long)]
+        action: Option<String>,
+        #[arg(long)]
+        min_score: Option<f64>,
+        #[arg(long)]
+        max_score: Option<f64>,
+        #[arg(long)]
+        queue_id: Option<String>,
+        #[arg(long)]
+        message_id: Option<String>,
+        /// Envelope recipient.
+        #[arg(long)]
+        rcpt: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Continue after this cursor (printed at the end of a full page).
+        #[arg(long)]
+        after: Option<String>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one report: envelope, headers, score, tier, action, symbols.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the raw message of a report (within retention).
+    Export {
+        id: String,
+        /// Output file; standard output when absent.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountCmd {
+    /// Blocked accounts, most recently blocked first.
+    List {
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One account: state, history counts, unblocks, audit log, directory entry.
+    Show {
+        login: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Unblock a suspended account: self-service (the customer, once per 90
+    /// days) or by the abuse team with a reason.
+    Unblock {
+        login: String,
+        /// Abuse-team member acting; without it the unblock is self-service.
+        #[arg(long)]
+        by: Option<String>,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// The provider confirms the password was changed: lifts a reset block.
+    ResetDone {
+        login: String,
+        /// Who confirms (panel, support member…).
+        #[arg(long, default_value = "panel")]
+        by: String,
+    },
+    /// Suspend an account by hand (abuse team).
+    Suspend {
+        login: String,
+        #[arg(long)]
+        by: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Validate an accounts CSV and install it as `[accounts] directory_csv`
+    /// (default `<data_dir>/accounts.csv`); the daemon reads it at start.
+    Import { file: PathBuf },
+}
+
+/// Exit code when the policy refuses an account operation (e.g. the
+/// 90-day rule).
+const EXIT_REFUSED: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -86,8 +220,9 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Check { config } => {
-            let loaded =
-                load_config(config.as_deref(), &[], None).and_then(|c| load_engine(&c).map(|_| c));
+            let loaded = load_config(config.as_deref(), &[], None)
+                .and_then(|c| load_engine(&c).map(|_| c))
+                .and_then(|c| Policy::from_config(&c).map(|_| c));
             match loaded {
                 Ok(c) => {
                     println!(
@@ -105,7 +240,414 @@ fn main() -> ExitCode {
                 Err(errors) => config_failure(&errors),
             }
         }
+        Cmd::Report { store, command } => {
+            run_store_command(&store, |config| report_command(config, command))
+        }
+        Cmd::Account { store, command } => {
+            run_store_command(&store, |config| account_command(config, command))
+        }
+        Cmd::Purge { store } => run_store_command(&store, purge_command),
     }
+}
+
+/// Load the configuration and run a store command on a small runtime.
+fn run_store_command<F, Fut>(args: &StoreArgs, run: F) -> ExitCode
+where
+    F: FnOnce(Config) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<ExitCode>>,
+{
+    let config = match load_config(args.config.as_deref(), &[], args.data_dir.clone()) {
+        Ok(c) => c,
+        Err(errors) => return config_failure(&errors),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let result = runtime
+        .context("cannot start the async runtime")
+        .and_then(|rt| rt.block_on(run(config)));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("outscore: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `24h` (that long ago) or an RFC 3339 time.
+fn parse_when(text: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    let ago = outscore::config::parse_duration(text)
+        .map_err(|e| anyhow::anyhow!("{text:?} is neither an RFC 3339 time nor a duration: {e}"))?;
+    Ok(chrono::Utc::now() - chrono::Duration::from_std(ago)?)
+}
+
+fn parse_report_id(text: &str) -> anyhow::Result<store::ReportId> {
+    Ok(text.trim().parse()?)
+}
+
+async fn report_command(config: Config, command: ReportCmd) -> anyhow::Result<ExitCode> {
+    let db = store::open(&config)
+        .await
+        .context("cannot open the report store")?;
+    let code = match command {
+        ReportCmd::List {
+            account,
+            since,
+            until,
+            tier,
+            action,
+            min_score,
+            max_score,
+            queue_id,
+            message_id,
+            rcpt,
+            limit,
+            after,
+            json,
+        } => {
+            let filter = store::ReportFilter {
+                account,
+                since: since.as_deref().map(parse_when).transpose()?,
+                until: until.as_deref().map(parse_when).transpose()?,
+                tier,
+                action,
+                min_score,
+                max_score,
+                queue_id,
+                message_id,
+                recipient: rcpt,
+            };
+            let after: Option<store::Cursor> = after
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .context("bad --after cursor")?;
+            let page = db.list_reports(&filter, limit, after.as_ref()).await?;
+            print_report_list(&page, json)?;
+            ExitCode::SUCCESS
+        }
+        ReportCmd::Show { id, json } => {
+            let id = parse_report_id(&id)?;
+            match db.report(&id).await? {
+                Some(record) if json => {
+                    println!("{}", serde_json::to_string_pretty(&record)?);
+                    ExitCode::SUCCESS
+                }
+                Some(record) => {
+                    print_report(&record);
+                    ExitCode::SUCCESS
+                }
+                None => {
+                    eprintln!(
+                        "outscore: report {id} not found (or older than the {}-hour retention)",
+                        config.store.retention.as_secs() / 3600
+                    );
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        ReportCmd::Export { id, output } => {
+            let id = parse_report_id(&id)?;
+            match db.content(&id).await? {
+                store::Content::Found(bytes) => {
+                    match output {
+                        Some(path) => std::fs::write(&path, &bytes)
+                            .with_context(|| format!("cannot write {}", path.display()))?,
+                        None => {
+                            use std::io::Write;
+                            let mut out = std::io::stdout().lock();
+                            out.write_all(&bytes)?;
+                            out.flush()?;
+                        }
+                    }
+                    ExitCode::SUCCESS
+                }
+                store::Content::Expired => {
+                    eprintln!(
+                        "outscore: the content of report {id} has expired (retention {} hours)",
+                        config.store.retention.as_secs() / 3600
+                    );
+                    ExitCode::FAILURE
+                }
+                store::Content::NotFound => {
+                    eprintln!("outscore: report {id} not found");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    };
+    db.close().await;
+    Ok(code)
+}
+
+fn print_report_list(page: &store::ReportPage, json: bool) -> anyhow::Result<()> {
+    if json {
+        for r in &page.reports {
+            println!("{}", serde_json::to_string(r)?);
+        }
+    } else {
+        println!(
+            "{:<16}  {:<20}  {:<28}  {:>7}  {:<9}  {:<8}  SUBJECT",
+            "ID", "TIME (UTC)", "ACCOUNT", "SCORE", "TIER", "ACTION"
+        );
+        for r in &page.reports {
+            println!(
+                "{:<16}  {:<20}  {:<28}  {:>7.2}  {:<9}  {:<8}  {}",
+                r.id,
+                r.created_at.format("%Y-%m-%d %H:%M:%S"),
+                r.account.as_deref().unwrap_or("-"),
+                r.score,
+                r.tier.as_deref().unwrap_or("-"),
+                r.action,
+                r.subject.as_deref().unwrap_or("")
+            );
+        }
+    }
+    if let Some(next) = &page.next {
+        eprintln!("more: --after {next}");
+    }
+    Ok(())
+}
+
+fn print_report(r: &store::ReportRecord) {
+    let env = &r.envelope;
+    let msg = &r.report.message;
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    println!("report      {}", r.id);
+    println!("time        {}", r.created_at.to_rfc3339());
+    println!("account     {}", opt(&r.account));
+    println!("score       {:.2}", r.report.score);
+    println!("tier        {}", opt(&r.tier));
+    println!("action      {}", r.action);
+    println!(
+        "client      {} [{}]",
+        env.client.hostname,
+        env.client
+            .addr
+            .map_or_else(|| "-".to_string(), |a| a.to_string())
+    );
+    println!("login       {}", opt(&env.auth_login));
+    println!("mail from   <{}>", env.mail_from);
+    println!("rcpt to     {}", env.rcpts.join(", "));
+    println!("queue id    {}", opt(&env.queue_id));
+    println!("From        {}", opt(&msg.from));
+    println!("To          {}", msg.to.join(", "));
+    println!("Subject     {}", opt(&msg.subject));
+    println!("Message-ID  {}", opt(&msg.message_id));
+    println!("Date        {}", opt(&msg.date));
+    println!("size        {} bytes", r.content_size);
+    println!(
+        "timings     parse {} us, rules {} us, total {} us",
+        r.report.timings.parse_us, r.report.timings.rules_us, r.report.timings.total_us
+    );
+    println!("symbols:");
+    for s in &r.report.symbols {
+        println!(
+            "  {:<28} {:>7.2}  (weight {:.2} x {:.2}, group {})",
+            s.name, s.score, s.weight, s.factor, s.group
+        );
+        for e in &s.evidence {
+            println!("      {e}");
+        }
+    }
+}
+
+async fn purge_command(config: Config) -> anyhow::Result<ExitCode> {
+    let db = store::open(&config)
+        .await
+        .context("cannot open the report store")?;
+    let done = store::purge_once(&db, db.options()).await?;
+    println!(
+        "purged {} report(s) in {} batch(es), {} audit/unblock row(s), {} counter row(s)",
+        done.reports.reports, done.reports.batches, done.audit_rows, done.counter_rows
+    );
+    db.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn account_command(config: Config, command: AccountCmd) -> anyhow::Result<ExitCode> {
+    use outscore::policy::service::{Enforcer, ServiceError};
+    use outscore::policy::{Actor, Directory};
+    use outscore::store::{AccountStore, AuditLog};
+
+    if let AccountCmd::Import { file } = &command {
+        let dir = Directory::load_csv(file).map_err(|errors| {
+            anyhow::anyhow!(
+                "{}",
+                errors
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        })?;
+        let target = config
+            .accounts
+            .directory_csv
+            .clone()
+            .unwrap_or_else(|| config.data_dir.join("accounts.csv"));
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let tmp = target.with_extension("csv.tmp");
+        std::fs::copy(file, &tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &target)?;
+        println!(
+            "imported {} account(s) into {}",
+            dir.len(),
+            target.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let policy = Policy::from_config(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let db = store::open(&config)
+        .await
+        .context("cannot open the store")?;
+    let notifier = outscore::notify::Notifier::new(
+        config.notify.clone(),
+        config.accounts.self_service_every_days,
+    )
+    .context("cannot read the e-mail template")?;
+    let enforcer = Enforcer::new(
+        Arc::new(policy),
+        db.clone(),
+        db.clone(),
+        Arc::new(db.clone()),
+        Arc::new(notifier),
+    );
+    let now = chrono::Utc::now();
+    let done = |result: Result<outscore::policy::Transition, ServiceError>| match result {
+        Ok(t) => {
+            println!("{}: {} -> {}", t.account, t.from.name(), t.to.name());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(ServiceError::Refused(e)) => {
+            eprintln!("outscore: refused: {e}");
+            Ok(ExitCode::from(EXIT_REFUSED))
+        }
+        Err(e) => Err(anyhow::Error::new(e)),
+    };
+    let code = match command {
+        AccountCmd::List { limit, json } => {
+            let blocked = db.blocked_accounts(limit).await?;
+            for a in &blocked {
+                if json {
+                    println!("{}", serde_json::to_string(a)?);
+                } else {
+                    println!(
+                        "{:<40} {:<24} {:<9} since {}  report {}  {}",
+                        a.account,
+                        a.status.as_str(),
+                        a.tier.as_deref().unwrap_or("-"),
+                        a.since.format("%Y-%m-%d %H:%M:%S"),
+                        a.report_id.as_deref().unwrap_or("-"),
+                        a.reason.as_deref().unwrap_or("")
+                    );
+                }
+            }
+            if !json {
+                println!("{} blocked account(s)", blocked.len());
+            }
+            ExitCode::SUCCESS
+        }
+        AccountCmd::Show { login, json } => {
+            let login = login.trim().to_ascii_lowercase();
+            let facts = enforcer.facts(&login, now).await?;
+            let audit = db.audit_entries(Some(&login), 50).await?;
+            let unblocks = db.unblock_history(&login).await?;
+            let entry = enforcer.policy.directory.get(&login);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"facts": facts, "directory": entry,
+                        "unblocks": unblocks, "audit": audit})
+                );
+            } else {
+                println!("account:   {login}");
+                println!("status:    {}", facts.status.name());
+                if let Some(since) = facts.status.since() {
+                    println!("since:     {since}");
+                }
+                if let Some(tier) = facts.status.tier() {
+                    println!("tier:      {tier}");
+                }
+                if let Some(id) = facts.status.report_id() {
+                    println!("report:    {id}");
+                }
+                println!("contact:   {}", entry.contact.as_deref().unwrap_or("-"));
+                println!(
+                    "history:   spam last hour {}, last day {}; offences since reset {}; limit hits 24h {}; suspensions 90d {}; resets 90d {}",
+                    facts.history.spam_last_hour,
+                    facts.history.spam_last_day,
+                    facts.history.offences_since_reset,
+                    facts.history.limit_hits_last_day,
+                    facts.history.suspensions_90d,
+                    facts.history.resets_90d
+                );
+                if let Some(until) = facts.prison_until.filter(|u| *u > now) {
+                    println!("prison:    until {until}");
+                }
+                println!(
+                    "daily budget: {} external recipients",
+                    enforcer.policy.daily_budget(&facts)
+                );
+                for u in &unblocks {
+                    println!(
+                        "unblocked: {} by {}{} {}",
+                        u.at,
+                        u.by,
+                        if u.self_service {
+                            " (self-service)"
+                        } else {
+                            ""
+                        },
+                        u.reason.as_deref().unwrap_or("")
+                    );
+                }
+                for r in audit.iter().rev() {
+                    println!(
+                        "audit:     {} {} {} {}",
+                        r.entry.at.format("%Y-%m-%d %H:%M:%S"),
+                        r.entry.actor,
+                        r.entry.action,
+                        r.entry.detail
+                    );
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        AccountCmd::Unblock { login, by, reason } => {
+            let login = login.trim().to_ascii_lowercase();
+            let actor = match by {
+                Some(name) => Actor::Abuse(name),
+                None => Actor::Customer(login.clone()),
+            };
+            done(
+                enforcer
+                    .unblock(&login, &actor, reason.as_deref(), now)
+                    .await,
+            )?
+        }
+        AccountCmd::ResetDone { login, by } => {
+            let login = login.trim().to_ascii_lowercase();
+            done(enforcer.reset_done(&login, &Actor::Customer(by), now).await)?
+        }
+        AccountCmd::Suspend { login, by, reason } => {
+            let login = login.trim().to_ascii_lowercase();
+            done(
+                enforcer
+                    .suspend(&login, &Actor::Abuse(by), &reason, now)
+                    .await,
+            )?
+        }
+        AccountCmd::Import { .. } => unreachable!("handled above"),
+    };
+    db.close().await;
+    Ok(code)
 }
 
 fn config_failure(errors: &ConfigErrors) -> ExitCode {
@@ -183,6 +725,12 @@ async fn serve(config: Config, engine: Engine) -> anyhow::Result<()> {
     }
     let identity =
         IdentityChecker::from_config(&config).context("cannot set up sender identity checks")?;
+    let store = store::open_for_daemon(&config)
+        .await
+        .context("cannot open the report store")?;
+    let (reports, writer) =
+        store::spawn_writer(store.clone(), &config).context("cannot start the report writer")?;
+    let purger = store::spawn_purger(store.clone(), &config);
     let pipeline = Arc::new(
         Pipeline::new(
             engine,
@@ -191,7 +739,8 @@ async fn serve(config: Config, engine: Engine) -> anyhow::Result<()> {
                 header_prefix: config.milter.header_prefix.clone(),
             },
         )
-        .with_identity(Arc::new(identity)),
+        .with_identity(Arc::new(identity))
+        .with_reports(reports),
     );
     let shutdown = CancellationToken::new();
     spawn_signal_handlers(shutdown.clone(), pipeline.clone(), config.clone())?;
@@ -204,6 +753,10 @@ async fn serve(config: Config, engine: Engine) -> anyhow::Result<()> {
         config.milter.shutdown_grace,
     );
     server.run(shutdown).await;
+    // Every report queued by the connections is written (or spooled) first.
+    writer.shutdown().await;
+    purger.stop().await;
+    store.close().await;
     info!("outscore stopped");
     Ok(())
 }

@@ -11,6 +11,7 @@ use crate::auth::identity::IdentityChecker;
 use crate::envelope::Envelope;
 use crate::milter::{Decision, EomVerdict, Filter, FilterError, HeaderEdit, Message, SmtpReply};
 use crate::scoring::{Engine, ExternalSymbol, ScanReport};
+use crate::store::{ReportSink, StoredReport};
 
 /// How verdicts are dressed.
 #[derive(Debug, Clone)]
@@ -25,6 +26,7 @@ pub struct PipelineOptions {
 pub struct Pipeline {
     engine: ArcSwap<Engine>,
     identity: Option<Arc<IdentityChecker>>,
+    reports: Option<ReportSink>,
     options: PipelineOptions,
 }
 
@@ -33,6 +35,7 @@ impl Pipeline {
         Pipeline {
             engine: ArcSwap::from_pointee(engine),
             identity: None,
+            reports: None,
             options,
         }
     }
@@ -43,21 +46,31 @@ impl Pipeline {
         self
     }
 
+    /// Keep a report of every scored message (the writer never blocks).
+    pub fn with_reports(mut self, reports: ReportSink) -> Pipeline {
+        self.reports = Some(reports);
+        self
+    }
+
     /// Swap in a reloaded rule set; messages in flight finish with the old one.
     pub fn replace_engine(&self, engine: Engine) {
         self.engine.store(Arc::new(engine));
     }
 
-    /// Score a message and decide. Pure apart from logging.
-    pub fn verdict(&self, report: &ScanReport) -> EomVerdict {
-        let reject_score = self.engine.load().reject_score();
-        self.verdict_at(report, reject_score)
-    }
-
-    /// [`Pipeline::verdict`] with the sender's threshold (sensitivity level).
-    pub fn verdict_at(&self, report: &ScanReport, reject_score: f64) -> EomVerdict {
+    /// Decide about a scored message: refuse at `reject_score` (the
+    /// sender's threshold) quoting the report id, else accept with the score
+    /// headers. Pure.
+    pub fn verdict_at(
+        &self,
+        report: &ScanReport,
+        reject_score: f64,
+        report_id: &str,
+    ) -> EomVerdict {
         if report.score >= reject_score {
-            let text = format!("Message refused as spam (score {:.1})", report.score);
+            let text = format!(
+                "Message refused as spam (score {:.1}), report {report_id}",
+                report.score
+            );
             let reply = SmtpReply::new(550, Some("5.7.1"), &[&text])
                 .expect("reply text has no line breaks");
             return EomVerdict::with_decision(Decision::Reply(reply));
@@ -131,12 +144,25 @@ impl Filter for Pipeline {
             None => Vec::new(),
         };
         let report = engine.scan_with(&envelope, &message.raw, &external);
-        let verdict = self.verdict_at(&report, engine.reject_score_for(&envelope));
+        let mut stored = StoredReport::new(envelope, report, None, "", message.raw.to_vec());
+        let verdict = self.verdict_at(
+            &stored.report,
+            engine.reject_score_for(&stored.envelope),
+            stored.id.as_str(),
+        );
+        stored.action = if verdict.decision.is_refusal() {
+            "reject"
+        } else {
+            "accept"
+        }
+        .into();
         let reply = match &verdict.decision {
             Decision::Reply(reply) => reply.to_string(),
             _ => "-".to_string(),
         };
+        let (envelope, report) = (&stored.envelope, &stored.report);
         info!(
+            report_id = %stored.id,
             login = envelope.auth_login.as_deref().unwrap_or("-"),
             from = %envelope.mail_from,
             rcpts = envelope.rcpts.len(),
@@ -148,6 +174,9 @@ impl Filter for Pipeline {
             local = envelope.local_submission,
             "scored"
         );
+        if let Some(sink) = &self.reports {
+            sink.submit(stored);
+        }
         Ok(verdict)
     }
 }

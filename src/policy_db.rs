@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 
 use crate::notify::{OutboxError, OutboxItem, OutboxQueue};
 use crate::policy::store::{AccountRepo, PolicyStoreError, VolumeCounters};
-use crate::policy::{AccountStatus, AuditEntry, CounterKey, MemberOutcome, Tier, Transition};
 use crate::policy::UnblockRecord;
+use crate::policy::{AccountStatus, AuditEntry, CounterKey, MemberOutcome, Tier, Transition};
 use crate::store::{
     self, AccountChange, AccountStore, AuditLog, Counters, Outbox, Store, StoreError,
     UnblockRequest,

@@ -512,3 +512,62 @@ async fn shutdown_lets_the_message_in_flight_finish() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn every_message_leaves_a_report_and_the_refusal_quotes_its_id() {
+    use outscore::config::Config;
+    use outscore::store::{self, Content, ReportId, ReportStore};
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        data_dir: dir.path().to_path_buf(),
+        ..Config::default()
+    };
+    let db = store::open(&config).await.unwrap();
+    let (sink, writer) = store::spawn_writer(db.clone(), &config).unwrap();
+    let pipeline = Arc::new(
+        Pipeline::new(
+            Engine::builtin(),
+            PipelineOptions {
+                add_headers: true,
+                header_prefix: "X-Outscore".into(),
+            },
+        )
+        .with_reports(sink),
+    );
+    let d = Daemon::start(pipeline, SessionOptions::default(), "inet:127.0.0.1:0").await;
+    let mut c = postfix_client(&d).await;
+    let body = format!("test\n{}\n", String::from_utf8_lossy(GTUBE));
+    let out = c.send_message(&submission("gtube", &body)).await.unwrap();
+    let Some(Reply::ReplyCode(text)) = out.final_reply() else {
+        panic!("{out:?}")
+    };
+    let id: ReportId = text
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .expect("reply ends with a report id");
+    c.send_message(&submission("lunch", "See you at noon.\n"))
+        .await
+        .unwrap();
+    d.stop().await;
+    writer.shutdown().await;
+
+    assert_eq!(db.count_reports().await.unwrap(), 2);
+    let stored = db
+        .report(&id)
+        .await
+        .unwrap()
+        .expect("the refused message's report");
+    assert_eq!(stored.action, "reject");
+    assert_eq!(
+        stored.envelope.auth_login.as_deref(),
+        Some("alice@customer.example")
+    );
+    assert!(stored.report.symbol("GTUBE").is_some());
+    let Content::Found(raw) = db.content(&id).await.unwrap() else {
+        panic!("content kept")
+    };
+    assert!(String::from_utf8_lossy(&raw).contains("GTUBE-STANDARD"));
+}

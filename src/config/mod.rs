@@ -132,6 +132,10 @@ struct RawStore {
     database_url: Option<String>,
     retention_hours: Option<toml::Spanned<i64>>,
     spool_dir: Option<String>,
+    audit_retention_days: Option<toml::Spanned<i64>>,
+    queue_capacity: Option<toml::Spanned<i64>>,
+    write_timeout: Option<toml::Spanned<String>>,
+    purge_interval: Option<toml::Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -289,6 +293,14 @@ pub struct StoreConfig {
     pub retention: Duration,
     /// Where reports wait when the database is down; `None`: `<data_dir>/spool`.
     pub spool_dir: Option<PathBuf>,
+    /// How long the audit log and unblock history are kept (400 days).
+    pub audit_retention: Duration,
+    /// Reports waiting for the writer; when full, they go to the spool.
+    pub queue_capacity: usize,
+    /// A batch write slower than this is abandoned and spooled.
+    pub write_timeout: Duration,
+    /// How often expired reports are purged.
+    pub purge_interval: Duration,
 }
 
 impl Default for StoreConfig {
@@ -297,6 +309,10 @@ impl Default for StoreConfig {
             database_url: None,
             retention: Duration::from_secs(72 * 3600),
             spool_dir: None,
+            audit_retention: Duration::from_secs(400 * 24 * 3600),
+            queue_capacity: 10_000,
+            write_timeout: Duration::from_secs(5),
+            purge_interval: Duration::from_secs(600),
         }
     }
 }
@@ -600,6 +616,26 @@ fn validate_store(raw: RawStore, into: &mut StoreConfig, errors: &mut Errors<'_>
         into.retention = Duration::from_secs(hours as u64 * 3600);
     }
     into.spool_dir = raw.spool_dir.map(PathBuf::from);
+    if let Some(days) = errors.positive(
+        raw.audit_retention_days,
+        "store.audit_retention_days",
+        36_500,
+    ) {
+        into.audit_retention = Duration::from_secs(days as u64 * 24 * 3600);
+    }
+    if let Some(n) = errors.positive(raw.queue_capacity, "store.queue_capacity", 10_000_000) {
+        into.queue_capacity = n;
+    }
+    errors.duration(
+        raw.write_timeout,
+        "store.write_timeout",
+        &mut into.write_timeout,
+    );
+    errors.duration(
+        raw.purge_interval,
+        "store.purge_interval",
+        &mut into.purge_interval,
+    );
 }
 
 fn validate_spf(raw: RawSpf, into: &mut SpfConfig, errors: &mut Errors<'_>) {
@@ -729,6 +765,10 @@ scan_timeout = "750ms"
 [store]
 database_url = "postgres://localhost/test"
 retention_hours = 24
+audit_retention_days = 30
+queue_capacity = 500
+write_timeout = "2s"
+purge_interval = "1m"
 "#;
         let c = Config::parse(Path::new("o.toml"), text).unwrap();
         assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
@@ -737,6 +777,10 @@ retention_hours = 24
         assert_eq!(c.milter.scan_timeout, Duration::from_millis(750));
         assert_eq!(c.database_url(), "postgres://localhost/test");
         assert_eq!(c.store.retention, Duration::from_secs(24 * 3600));
+        assert_eq!(c.store.audit_retention, Duration::from_secs(30 * 86400));
+        assert_eq!(c.store.queue_capacity, 500);
+        assert_eq!(c.store.write_timeout, Duration::from_secs(2));
+        assert_eq!(c.store.purge_interval, Duration::from_secs(60));
     }
 
     #[test]
