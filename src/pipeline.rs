@@ -5,13 +5,18 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::auth::identity::IdentityChecker;
 use crate::envelope::Envelope;
 use crate::milter::{Decision, EomVerdict, Filter, FilterError, HeaderEdit, Message, SmtpReply};
+use crate::policy::service::Enforcer;
+use crate::policy::Scored;
 use crate::scoring::{Engine, ExternalSymbol, ScanReport};
-use crate::store::{ReportSink, StoredReport};
+use crate::store::{account_of, ReportSink, Store, StoredReport};
+
+/// Account enforcement over the report store (tiers, limits, notifications).
+pub type StoreEnforcer = Enforcer<Store, Store, Store>;
 
 /// How verdicts are dressed.
 #[derive(Debug, Clone)]
@@ -27,6 +32,7 @@ pub struct Pipeline {
     engine: ArcSwap<Engine>,
     identity: Option<Arc<IdentityChecker>>,
     reports: Option<ReportSink>,
+    enforcer: Option<Arc<StoreEnforcer>>,
     options: PipelineOptions,
 }
 
@@ -36,6 +42,7 @@ impl Pipeline {
             engine: ArcSwap::from_pointee(engine),
             identity: None,
             reports: None,
+            enforcer: None,
             options,
         }
     }
@@ -49,6 +56,13 @@ impl Pipeline {
     /// Keep a report of every scored message (the writer never blocks).
     pub fn with_reports(mut self, reports: ReportSink) -> Pipeline {
         self.reports = Some(reports);
+        self
+    }
+
+    /// Enforce tiers, account state and volume limits. Without it a message
+    /// at or over the reject score is refused and nothing else happens.
+    pub fn with_enforcer(mut self, enforcer: Arc<StoreEnforcer>) -> Pipeline {
+        self.enforcer = Some(enforcer);
         self
     }
 
@@ -75,6 +89,11 @@ impl Pipeline {
                 .expect("reply text has no line breaks");
             return EomVerdict::with_decision(Decision::Reply(reply));
         }
+        self.accept(report)
+    }
+
+    /// Accept, with the score headers when configured.
+    pub fn accept(&self, report: &ScanReport) -> EomVerdict {
         let mut verdict = EomVerdict::accept();
         if self.options.add_headers {
             let prefix = &self.options.header_prefix;
@@ -114,13 +133,124 @@ fn fold(value: &str) -> String {
     out
 }
 
-impl Filter for Pipeline {
-    async fn mail(&self, _envelope: &Envelope) -> Decision {
-        Decision::Continue
+impl Pipeline {
+    /// The enforcer and the account a message is charged to, when both exist.
+    fn enforced<'a>(&'a self, envelope: &Envelope) -> Option<(&'a StoreEnforcer, String)> {
+        Some((self.enforcer.as_deref()?, account_of(envelope)?))
     }
 
-    async fn rcpt(&self, _envelope: &Envelope, _rcpt: &str) -> Decision {
-        Decision::Continue
+    /// Decide at end of message with the account's history: the tier, the
+    /// account action and the reply. The report gets its tier and action.
+    async fn enforce(&self, stored: &mut StoredReport, reject_score: f64, size: u64) -> EomVerdict {
+        let Some((enforcer, account)) = self.enforced(&stored.envelope) else {
+            let verdict = self.verdict_at(&stored.report, reject_score, stored.id.as_str());
+            stored.action = action_name(&verdict.decision).into();
+            return verdict;
+        };
+        let now = chrono::Utc::now();
+        let names: Vec<&str> = stored
+            .report
+            .symbols
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        let scored = Scored {
+            score: stored.report.score,
+            reject_score,
+            symbols: &names,
+        };
+        let outcome = match enforcer.facts(&account, now).await {
+            Ok(mut facts) => {
+                enforcer
+                    .at_eom(&mut facts, &scored, size, stored.id.as_str(), now)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(out) => {
+                if let Some(tier) = &out.tier {
+                    info!(account, tier = %tier.tier, explanation = %tier.explanation, "tier decided");
+                    stored.tier = Some(tier.tier.to_string());
+                }
+                stored.action = action_name(&out.decision).into();
+                if out.decision.is_refusal() {
+                    EomVerdict::with_decision(out.decision)
+                } else {
+                    self.accept(&stored.report)
+                }
+            }
+            Err(e) => {
+                // Account state is out of reach: the score alone decides.
+                warn!(account, error = %e, "account enforcement unavailable; deciding on the score");
+                let verdict = self.verdict_at(&stored.report, reject_score, stored.id.as_str());
+                stored.action = action_name(&verdict.decision).into();
+                verdict
+            }
+        }
+    }
+}
+
+fn action_name(decision: &Decision) -> &'static str {
+    match decision {
+        Decision::Continue | Decision::Accept => "accept",
+        Decision::Discard => "discard",
+        Decision::Tempfail => "tempfail",
+        Decision::Reply(r) if r.is_temporary() => "tempfail",
+        Decision::Reject | Decision::Reply(_) => "reject",
+    }
+}
+
+impl Filter for Pipeline {
+    async fn mail(&self, envelope: &Envelope) -> Decision {
+        let Some((enforcer, account)) = self.enforced(envelope) else {
+            return Decision::Continue;
+        };
+        let now = chrono::Utc::now();
+        let gate = match enforcer.facts_cached(&account, now).await {
+            Ok(mut facts) => {
+                enforcer
+                    .at_mail(&mut facts, envelope.declared_size(), now)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        match gate {
+            Ok(gate) => {
+                if gate.decision.is_refusal() {
+                    info!(account, reason = ?gate.reason, "refused at MAIL FROM");
+                }
+                gate.decision
+            }
+            Err(e) => {
+                warn!(account, error = %e, "account state unavailable at MAIL FROM; continuing");
+                Decision::Continue
+            }
+        }
+    }
+
+    async fn rcpt(&self, envelope: &Envelope, rcpt: &str) -> Decision {
+        let Some((enforcer, account)) = self.enforced(envelope) else {
+            return Decision::Continue;
+        };
+        let now = chrono::Utc::now();
+        // The session has already appended this recipient.
+        let accepted_so_far = envelope.rcpts.len().saturating_sub(1);
+        let gate = match enforcer.facts_cached(&account, now).await {
+            Ok(mut facts) => {
+                enforcer
+                    .at_rcpt(&mut facts, accepted_so_far, rcpt, now)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        match gate {
+            Ok(gate) => gate.decision,
+            Err(e) => {
+                warn!(account, error = %e, "counters unavailable at RCPT; continuing");
+                Decision::Continue
+            }
+        }
     }
 
     async fn end_of_message(
@@ -144,18 +274,9 @@ impl Filter for Pipeline {
             None => Vec::new(),
         };
         let report = engine.scan_with(&envelope, &message.raw, &external);
+        let reject_score = engine.reject_score_for(&envelope);
         let mut stored = StoredReport::new(envelope, report, None, "", message.raw.to_vec());
-        let verdict = self.verdict_at(
-            &stored.report,
-            engine.reject_score_for(&stored.envelope),
-            stored.id.as_str(),
-        );
-        stored.action = if verdict.decision.is_refusal() {
-            "reject"
-        } else {
-            "accept"
-        }
-        .into();
+        let verdict = self.enforce(&mut stored, reject_score, message.size).await;
         let reply = match &verdict.decision {
             Decision::Reply(reply) => reply.to_string(),
             _ => "-".to_string(),
@@ -168,6 +289,7 @@ impl Filter for Pipeline {
             rcpts = envelope.rcpts.len(),
             size = message.size,
             score = report.score,
+            tier = stored.tier.as_deref().unwrap_or("-"),
             symbols = %report.symbols_line(),
             refused = verdict.decision.is_refusal(),
             reply = %reply,

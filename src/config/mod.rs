@@ -4,6 +4,7 @@
 //! defaults are documented in README.md and here. Knows nothing of sockets.
 
 mod duration;
+mod policy;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -14,6 +15,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use duration::parse_duration;
+use policy::{
+    validate_accounts, validate_limits, validate_notify, RawAccounts, RawLimits, RawNotify,
+};
+pub use policy::{AccountsConfig, LimitsConfig, NotifyConfig, SmtpRelay};
 
 use crate::milter::address::ListenAddr;
 use crate::rules::identity::AlignMode;
@@ -92,6 +97,12 @@ struct RawFile {
     spf: RawSpf,
     #[serde(default)]
     identity: RawIdentity,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    notify: RawNotify,
+    #[serde(default)]
+    accounts: RawAccounts,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -336,6 +347,9 @@ pub struct Config {
     pub log: LogConfig,
     pub spf: SpfConfig,
     pub identity: IdentityConfig,
+    pub limits: LimitsConfig,
+    pub notify: NotifyConfig,
+    pub accounts: AccountsConfig,
 }
 
 impl Default for Config {
@@ -349,6 +363,9 @@ impl Default for Config {
             log: LogConfig::default(),
             spf: SpfConfig::default(),
             identity: IdentityConfig::default(),
+            limits: LimitsConfig::default(),
+            notify: NotifyConfig::default(),
+            accounts: AccountsConfig::default(),
         }
     }
 }
@@ -433,6 +450,9 @@ impl Config {
                 ),
             );
         }
+        validate_limits(raw.limits, &mut config.limits, &mut errors);
+        validate_notify(raw.notify, &mut config.notify, &mut errors);
+        validate_accounts(raw.accounts, &mut config.accounts, &mut errors);
         if errors.list.is_empty() {
             Ok(config)
         } else {

@@ -24,11 +24,13 @@ over SMTP with many messages per session and many sessions at once.
                                        of both, one per line.
 """
 import json
+import os
 import smtplib
 import sys
 import threading
 import time
 
+RUN = os.urandom(4).hex()
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 
 
@@ -74,15 +76,19 @@ def session(host, port, sid, count, spam_every, refusal_prefix, tempfail_ok, res
             body = f"Load test message {i} of session {sid}.\r\n"
             if spam:
                 body += GTUBE + "\r\n"
+            # One sender per message: the daemon enforces per-account volume
+            # limits and blocks an account after spam, so a shared sender
+            # would turn a load test into a limits test.
+            sender = f"load-{RUN}-{sid}-{i}@example.com"
             msg = (
-                f"From: <load{sid}@example.com>\r\n"
+                f"From: <{sender}>\r\n"
                 f"To: <sink{sid}@load.test>\r\n"
                 f"Subject: load {sid}/{i}\r\n"
                 f"Message-ID: <load.{sid}.{i}@example.com>\r\n"
                 "\r\n" + body
             )
             try:
-                smtp.sendmail(f"load{sid}@example.com", [f"sink{sid}@load.test"], msg)
+                smtp.sendmail(sender, [f"sink{sid}@load.test"], msg)
                 if spam:
                     bad += 1
                     errors.append(f"session {sid} msg {i}: GTUBE accepted")

@@ -1,0 +1,368 @@
+//! Notifications: account events (password reset required, suspended,
+//! unblocked) go through a persistent outbox to the provider's webhook
+//! and/or command and, for suspensions, as an e-mail to the account's
+//! contact. A worker delivers with retries and exponential backoff, so no
+//! event is lost across restarts. Knows nothing of the milter or scoring.
+
+pub mod outbox;
+pub mod transport;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::NotifyConfig;
+use crate::policy::Event;
+
+pub use outbox::{FileOutbox, OutboxError, OutboxItem, OutboxQueue};
+pub use transport::{DeliveryError, Mail};
+
+/// The built-in suspension e-mail body.
+pub const DEFAULT_EMAIL_TEMPLATE: &str = "\
+Hello,
+
+outgoing mail of the account {account} was suspended on {at}
+(code {tier}, report {report_id}).
+
+What we detected:
+  {reason}
+
+How to get unblocked:
+  {how_to_unblock}
+
+-- 
+Abuse team
+";
+
+/// Turns events into outbox jobs and delivers jobs.
+#[derive(Debug, Clone)]
+pub struct Notifier {
+    config: NotifyConfig,
+    template: String,
+    /// Days between self-service unblocks (for the e-mail text).
+    self_service_days: u32,
+}
+
+impl Notifier {
+    /// Read the e-mail template named in the configuration, if any.
+    pub fn new(config: NotifyConfig, self_service_days: u32) -> Result<Notifier, std::io::Error> {
+        let template = match &config.email_template {
+            Some(path) => std::fs::read_to_string(path)?,
+            None => DEFAULT_EMAIL_TEMPLATE.to_string(),
+        };
+        Ok(Notifier {
+            config,
+            template,
+            self_service_days,
+        })
+    }
+
+    pub fn config(&self) -> &NotifyConfig {
+        &self.config
+    }
+
+    /// The jobs an event makes: `(kind, payload)` for the outbox. Webhook
+    /// and command get every event; suspensions also e-mail the contact.
+    pub fn jobs(&self, event: &Event) -> Vec<(&'static str, serde_json::Value)> {
+        let mut jobs = Vec::new();
+        let json = serde_json::to_value(event).expect("events serialise");
+        if self.config.webhook_url.is_some() {
+            jobs.push(("webhook", json.clone()));
+        }
+        if self.config.command.is_some() {
+            jobs.push(("command", json.clone()));
+        }
+        if event.kind == "suspended" && self.config.smtp_relay.is_some() {
+            if let Some(contact) = &event.contact {
+                let (subject, body) = self.render(event);
+                jobs.push((
+                    "email",
+                    json!({"to": contact, "subject": subject, "body": body, "event": json}),
+                ));
+            }
+        }
+        jobs
+    }
+
+    /// Subject and body of the suspension e-mail.
+    pub fn render(&self, event: &Event) -> (String, String) {
+        let how = if event.self_service {
+            format!(
+                "Change the mailbox password and check your devices and website for malware, then unblock the account from the control panel. Self-service unblocking is possible once every {} days; otherwise contact the abuse team.",
+                self.self_service_days
+            )
+        } else {
+            "This block can only be lifted by the abuse team: reply to this message.".to_string()
+        };
+        let fill = |t: &str| {
+            t.replace("{account}", &event.account)
+                .replace("{tier}", event.tier.map(|t| t.as_str()).unwrap_or("-"))
+                .replace("{report_id}", event.report_id.as_deref().unwrap_or("-"))
+                .replace("{at}", &event.at.format("%Y-%m-%d %H:%M UTC").to_string())
+                .replace("{reason}", &event.reason)
+                .replace("{how_to_unblock}", &how)
+        };
+        (fill(&self.config.email_subject), fill(&self.template))
+    }
+
+    /// Deliver one job once.
+    pub async fn deliver(&self, item: &OutboxItem) -> Result<(), DeliveryError> {
+        let attempt = self.deliver_inner(item);
+        match tokio::time::timeout(self.config.timeout, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(DeliveryError::Timeout(self.config.timeout)),
+        }
+    }
+
+    async fn deliver_inner(&self, item: &OutboxItem) -> Result<(), DeliveryError> {
+        match item.kind.as_str() {
+            "webhook" => {
+                let url =
+                    self.config.webhook_url.as_deref().ok_or_else(|| {
+                        DeliveryError::Payload("no webhook_url configured".into())
+                    })?;
+                let body = serde_json::to_vec(&item.payload).expect("json");
+                transport::post_json(url, &body, item.id).await.map(|_| ())
+            }
+            "command" => {
+                let argv = self
+                    .config
+                    .command
+                    .as_deref()
+                    .ok_or_else(|| DeliveryError::Payload("no command configured".into()))?;
+                let body = serde_json::to_vec(&item.payload).expect("json");
+                transport::run_command(argv, &body).await
+            }
+            "email" => {
+                let relay = self
+                    .config
+                    .smtp_relay
+                    .as_ref()
+                    .ok_or_else(|| DeliveryError::Payload("no smtp_relay configured".into()))?;
+                let field = |k: &str| {
+                    item.payload
+                        .get(k)
+                        .and_then(|v| v.as_str())
+                        .ok_or_else(|| DeliveryError::Payload(format!("e-mail without {k}")))
+                };
+                let to = field("to")?;
+                let message = build_message(
+                    &self.config.smtp_from,
+                    to,
+                    field("subject")?,
+                    field("body")?,
+                    item.created_at,
+                    item.id,
+                    &self.config.smtp_helo,
+                );
+                transport::send_mail(
+                    &relay.host,
+                    relay.port,
+                    &Mail {
+                        helo: &self.config.smtp_helo,
+                        from: &self.config.smtp_from,
+                        to,
+                        message: &message,
+                    },
+                )
+                .await
+            }
+            other => Err(DeliveryError::Payload(format!(
+                "unknown job kind {other:?}"
+            ))),
+        }
+    }
+
+    /// Backoff before attempt `attempts + 1`: initial × 2^(attempts-1),
+    /// capped.
+    pub fn backoff(&self, attempts: i64) -> Duration {
+        let exp = attempts.clamp(1, 30) as u32 - 1;
+        self.config
+            .retry_initial
+            .saturating_mul(2u32.saturating_pow(exp))
+            .min(self.config.retry_max)
+    }
+}
+
+/// Put an event's jobs in the outbox and wake the worker.
+pub async fn enqueue_event<Q: OutboxQueue>(
+    outbox: &Q,
+    notifier: &Notifier,
+    wake: &Notify,
+    event: &Event,
+) -> Result<Vec<i64>, OutboxError> {
+    let mut ids = Vec::new();
+    for (kind, payload) in notifier.jobs(event) {
+        ids.push(outbox.enqueue(kind, &payload, Utc::now()).await?);
+    }
+    wake.notify_one();
+    Ok(ids)
+}
+
+/// A plain-text UTF-8 message with the headers a relay expects.
+pub fn build_message(
+    from: &str,
+    to: &str,
+    subject: &str,
+    body: &str,
+    date: DateTime<Utc>,
+    id: i64,
+    host: &str,
+) -> String {
+    let subject = if subject.is_ascii() {
+        subject.to_string()
+    } else {
+        format!("=?UTF-8?B?{}?=", base64(subject.as_bytes()))
+    };
+    let mut out = format!(
+        "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: {}\r\nMessage-ID: <outscore.{id}.{}@{host}>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\nAuto-Submitted: auto-generated\r\n\r\n",
+        date.to_rfc2822(),
+        date.timestamp()
+    );
+    for line in body.lines() {
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    out
+}
+
+fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Worker tuning.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// How often the outbox is polled when nobody wakes the worker.
+    pub poll: Duration,
+    /// How long a claim keeps other workers off an item.
+    pub lease: Duration,
+    pub batch: u32,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        WorkerOptions {
+            poll: Duration::from_secs(5),
+            lease: Duration::from_secs(120),
+            batch: 32,
+        }
+    }
+}
+
+/// Deliver due items until `stop` is cancelled. Failed items come back
+/// after their backoff; after `max_attempts` an item is given up with a
+/// log line (it stays in the audit trail of the outbox).
+pub async fn run_worker<Q: OutboxQueue>(
+    outbox: Arc<Q>,
+    notifier: Arc<Notifier>,
+    wake: Arc<Notify>,
+    options: WorkerOptions,
+    stop: CancellationToken,
+) {
+    loop {
+        let claimed = match outbox
+            .claim_due(Utc::now(), options.lease, options.batch)
+            .await
+        {
+            Ok(items) => items,
+            Err(e) => {
+                warn!(error = %e, "outbox unavailable; notifications wait");
+                Vec::new()
+            }
+        };
+        let busy = !claimed.is_empty();
+        for item in claimed {
+            match notifier.deliver(&item).await {
+                Ok(()) => {
+                    info!(id = item.id, kind = %item.kind, attempts = item.attempts, "notification delivered");
+                    if let Err(e) = outbox.mark_delivered(item.id, Utc::now()).await {
+                        warn!(id = item.id, error = %e, "delivered but not marked; it may be sent again");
+                    }
+                }
+                Err(err) => {
+                    let give_up = item.attempts >= i64::from(notifier.config.max_attempts);
+                    if give_up {
+                        warn!(id = item.id, kind = %item.kind, attempts = item.attempts, error = %err, "notification given up");
+                        let _ = outbox.mark_delivered(item.id, Utc::now()).await;
+                        continue;
+                    }
+                    let backoff = notifier.backoff(item.attempts);
+                    warn!(id = item.id, kind = %item.kind, attempts = item.attempts, retry_in = ?backoff, error = %err, "notification failed; will retry");
+                    let next = Utc::now() + chrono::Duration::from_std(backoff).unwrap_or_default();
+                    if let Err(e) = outbox.mark_failed(item.id, &err.to_string(), next).await {
+                        warn!(id = item.id, error = %e, "cannot record the failure");
+                    }
+                }
+            }
+        }
+        if busy {
+            continue;
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(options.poll) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        for (input, want) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(input.as_bytes()), want);
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let n = Notifier::new(
+            NotifyConfig {
+                retry_initial: Duration::from_secs(30),
+                retry_max: Duration::from_secs(300),
+                ..NotifyConfig::default()
+            },
+            90,
+        )
+        .unwrap();
+        assert_eq!(n.backoff(1), Duration::from_secs(30));
+        assert_eq!(n.backoff(2), Duration::from_secs(60));
+        assert_eq!(n.backoff(4), Duration::from_secs(240));
+        assert_eq!(n.backoff(5), Duration::from_secs(300));
+        assert_eq!(n.backoff(100), Duration::from_secs(300));
+    }
+}

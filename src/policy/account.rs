@@ -1,0 +1,354 @@
+//! Account state machine: active, password-reset-required, suspended; the
+//! transitions a tier, a confirmed password reset, an unblock or the abuse
+//! team cause, each with its audit entry. Pure: the clock is an argument.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::tiers::{Family, Tier, TierDecision};
+
+/// Whether an account may send, and if not since when and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum AccountStatus {
+    Active,
+    PasswordResetRequired {
+        since: DateTime<Utc>,
+        tier: Tier,
+        report_id: String,
+    },
+    Suspended {
+        since: DateTime<Utc>,
+        /// `None` when the abuse team suspended by hand.
+        tier: Option<Tier>,
+        report_id: Option<String>,
+        reason: String,
+    },
+}
+
+impl AccountStatus {
+    /// `active`, `password_reset_required` or `suspended` (the store's words).
+    pub fn name(&self) -> &'static str {
+        match self {
+            AccountStatus::Active => "active",
+            AccountStatus::PasswordResetRequired { .. } => "password_reset_required",
+            AccountStatus::Suspended { .. } => "suspended",
+        }
+    }
+
+    pub fn is_blocked(&self) -> bool {
+        !matches!(self, AccountStatus::Active)
+    }
+
+    pub fn tier(&self) -> Option<Tier> {
+        match self {
+            AccountStatus::Active => None,
+            AccountStatus::PasswordResetRequired { tier, .. } => Some(*tier),
+            AccountStatus::Suspended { tier, .. } => *tier,
+        }
+    }
+
+    pub fn report_id(&self) -> Option<&str> {
+        match self {
+            AccountStatus::Active => None,
+            AccountStatus::PasswordResetRequired { report_id, .. } => Some(report_id),
+            AccountStatus::Suspended { report_id, .. } => report_id.as_deref(),
+        }
+    }
+
+    pub fn since(&self) -> Option<DateTime<Utc>> {
+        match self {
+            AccountStatus::Active => None,
+            AccountStatus::PasswordResetRequired { since, .. }
+            | AccountStatus::Suspended { since, .. } => Some(*since),
+        }
+    }
+}
+
+/// Who acts on an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "name", rename_all = "snake_case")]
+pub enum Actor {
+    /// outscore itself (a tier decision, a limit).
+    System,
+    /// The customer, through the panel or the CLI on their behalf.
+    Customer(String),
+    /// A member of the abuse team.
+    Abuse(String),
+}
+
+impl Actor {
+    /// `system`, `customer:<login>`, `abuse:<name>`.
+    pub fn label(&self) -> String {
+        match self {
+            Actor::System => "system".into(),
+            Actor::Customer(n) => format!("customer:{n}"),
+            Actor::Abuse(n) => format!("abuse:{n}"),
+        }
+    }
+}
+
+/// One line of the audit log: who did what to which account, when and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub account: String,
+    /// `tier`, `reset_done`, `unblock`, `suspend`, `prison`, `daily_limit`.
+    pub action: String,
+    pub detail: serde_json::Value,
+}
+
+/// An unblock already done, for the 90-day rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnblockRecord {
+    pub at: DateTime<Utc>,
+    pub self_service: bool,
+}
+
+/// Why a transition was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransitionError {
+    #[error("account {0} is not blocked")]
+    NotBlocked(String),
+    #[error("account {account} is suspended; a password change does not lift a suspension")]
+    ResetDoesNotLiftSuspension { account: String },
+    #[error("{tier} is mass abuse: only the abuse team can unblock {account}")]
+    NeverSelfService { account: String, tier: Tier },
+    #[error(
+        "account {account} was unblocked on {last}; self-service unblock is possible again from {next} (once per {days} days), until then only the abuse team can unblock"
+    )]
+    TooSoon {
+        account: String,
+        last: DateTime<Utc>,
+        next: DateTime<Utc>,
+        days: i64,
+    },
+    #[error("the abuse team must give a reason")]
+    ReasonRequired,
+    #[error("only the account's owner or the abuse team can do this")]
+    NotAllowed,
+}
+
+/// A state change to persist, with its audit entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub account: String,
+    pub from: AccountStatus,
+    pub to: AccountStatus,
+    pub audit: AuditEntry,
+    /// Set when the change is an unblock (recorded for the 90-day rule).
+    pub unblock: Option<UnblockRecord>,
+}
+
+/// The self-service window (90 days in the seeds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnblockRule {
+    pub self_service_every: Duration,
+}
+
+impl Default for UnblockRule {
+    fn default() -> Self {
+        UnblockRule {
+            self_service_every: Duration::days(90),
+        }
+    }
+}
+
+/// A tier decision hits the account. Escalates only: a suspension is never
+/// turned into a password-reset block, and a blocked account keeps its
+/// first reason unless the new tier is more severe.
+pub fn apply_tier(
+    account: &str,
+    current: &AccountStatus,
+    decision: &TierDecision,
+    report_id: &str,
+    now: DateTime<Utc>,
+) -> Option<Transition> {
+    if let Some(existing) = current.tier() {
+        if existing >= decision.tier {
+            return None;
+        }
+    }
+    if matches!(current, AccountStatus::Suspended { .. })
+        && decision.family == Family::PasswordReset
+    {
+        return None;
+    }
+    let to = match decision.family {
+        Family::PasswordReset => AccountStatus::PasswordResetRequired {
+            since: now,
+            tier: decision.tier,
+            report_id: report_id.to_string(),
+        },
+        Family::Suspension => AccountStatus::Suspended {
+            since: now,
+            tier: Some(decision.tier),
+            report_id: Some(report_id.to_string()),
+            reason: decision.explanation.clone(),
+        },
+    };
+    Some(Transition {
+        account: account.to_string(),
+        from: current.clone(),
+        audit: AuditEntry {
+            at: now,
+            actor: Actor::System.label(),
+            account: account.to_string(),
+            action: "tier".into(),
+            detail: json!({
+                "tier": decision.tier,
+                "family": decision.family,
+                "report_id": report_id,
+                "from": current.name(),
+                "to": to.name(),
+                "rule": decision.rule_index + 1,
+                "why": decision.explanation,
+            }),
+        },
+        to,
+        unblock: None,
+    })
+}
+
+/// The provider confirmed the password was changed: a reset block is lifted.
+pub fn reset_done(
+    account: &str,
+    current: &AccountStatus,
+    by: &Actor,
+    now: DateTime<Utc>,
+) -> Result<Transition, TransitionError> {
+    match current {
+        AccountStatus::PasswordResetRequired {
+            tier, report_id, ..
+        } => Ok(Transition {
+            account: account.to_string(),
+            from: current.clone(),
+            to: AccountStatus::Active,
+            audit: AuditEntry {
+                at: now,
+                actor: by.label(),
+                account: account.to_string(),
+                action: "reset_done".into(),
+                detail: json!({"tier": tier, "report_id": report_id,
+                    "from": current.name(), "to": "active"}),
+            },
+            unblock: None,
+        }),
+        AccountStatus::Suspended { .. } => Err(TransitionError::ResetDoesNotLiftSuspension {
+            account: account.to_string(),
+        }),
+        AccountStatus::Active => Err(TransitionError::NotBlocked(account.to_string())),
+    }
+}
+
+/// Unblock a suspended account. The customer may do it once per
+/// `rule.self_service_every` (counted from the last unblock of any kind),
+/// never for a tier that is not self-service; the abuse team always can,
+/// with a reason. A password-reset block is lifted by [`reset_done`], or by
+/// the abuse team here.
+pub fn unblock(
+    account: &str,
+    current: &AccountStatus,
+    earlier: &[UnblockRecord],
+    by: &Actor,
+    reason: Option<&str>,
+    self_service_tier: impl Fn(Tier) -> bool,
+    rule: UnblockRule,
+    now: DateTime<Utc>,
+) -> Result<Transition, TransitionError> {
+    if !current.is_blocked() {
+        return Err(TransitionError::NotBlocked(account.to_string()));
+    }
+    let self_service = match by {
+        Actor::Abuse(_) => {
+            if reason.is_none_or(|r| r.trim().is_empty()) {
+                return Err(TransitionError::ReasonRequired);
+            }
+            false
+        }
+        Actor::Customer(_) => {
+            if let AccountStatus::PasswordResetRequired { .. } = current {
+                return Err(TransitionError::NotAllowed);
+            }
+            if let Some(tier) = current.tier() {
+                if !self_service_tier(tier) {
+                    return Err(TransitionError::NeverSelfService {
+                        account: account.to_string(),
+                        tier,
+                    });
+                }
+            } else {
+                // Suspended by hand: only the abuse team lifts it.
+                return Err(TransitionError::NotAllowed);
+            }
+            if let Some(last) = earlier.iter().map(|u| u.at).max() {
+                let next = last + rule.self_service_every;
+                if now < next {
+                    return Err(TransitionError::TooSoon {
+                        account: account.to_string(),
+                        last,
+                        next,
+                        days: rule.self_service_every.num_days(),
+                    });
+                }
+            }
+            true
+        }
+        Actor::System => return Err(TransitionError::NotAllowed),
+    };
+    Ok(Transition {
+        account: account.to_string(),
+        from: current.clone(),
+        to: AccountStatus::Active,
+        audit: AuditEntry {
+            at: now,
+            actor: by.label(),
+            account: account.to_string(),
+            action: "unblock".into(),
+            detail: json!({"from": current.name(), "to": "active", "tier": current.tier(),
+                "report_id": current.report_id(), "self_service": self_service,
+                "reason": reason}),
+        },
+        unblock: Some(UnblockRecord {
+            at: now,
+            self_service,
+        }),
+    })
+}
+
+/// The abuse team suspends an account by hand.
+pub fn suspend(
+    account: &str,
+    current: &AccountStatus,
+    by: &Actor,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<Transition, TransitionError> {
+    if !matches!(by, Actor::Abuse(_)) {
+        return Err(TransitionError::NotAllowed);
+    }
+    if reason.trim().is_empty() {
+        return Err(TransitionError::ReasonRequired);
+    }
+    let to = AccountStatus::Suspended {
+        since: now,
+        tier: current.tier().filter(|t| t.family() == Family::Suspension),
+        report_id: current.report_id().map(str::to_string),
+        reason: reason.to_string(),
+    };
+    Ok(Transition {
+        account: account.to_string(),
+        from: current.clone(),
+        audit: AuditEntry {
+            at: now,
+            actor: by.label(),
+            account: account.to_string(),
+            action: "suspend".into(),
+            detail: json!({"from": current.name(), "to": "suspended", "reason": reason}),
+        },
+        to,
+        unblock: None,
+    })
+}

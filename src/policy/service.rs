@@ -1,0 +1,288 @@
+//! The policy with its persistence: loads an account's facts through the
+//! [`super::store`] traits, runs the pure decisions and persists their
+//! effects (state, audit, counters) and queues notifications. This is what
+//! the pipeline and the `outscore account` commands call; it is generic over
+//! the traits and picks no backend itself.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use chrono::{DateTime, Duration, Utc};
+use tokio::sync::Notify;
+
+use super::limits::spam_read_keys;
+use super::store::{AccountRepo, PolicyStoreError, VolumeCounters};
+use super::{
+    AccountFacts, Actor, Effect, EomOutcome, Event, Gate, Policy, RcptStep, Scored, SpamCounts,
+    Transition, TransitionError,
+};
+use crate::notify::{enqueue_event, Notifier, OutboxError, OutboxQueue};
+
+/// Why an account operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Store(#[from] PolicyStoreError),
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+    #[error(transparent)]
+    Refused(#[from] TransitionError),
+}
+
+/// Recently read account facts, so the MAIL, RCPT and end-of-message
+/// steps of one message (and a burst of messages) do not each re-read the
+/// audit log. An entry is dropped when this process changes the account;
+/// changes made by other relays are seen after at most `ttl`.
+#[derive(Debug)]
+pub struct FactsCache {
+    ttl: std::time::Duration,
+    entries: Mutex<HashMap<String, (Instant, AccountFacts)>>,
+}
+
+impl FactsCache {
+    /// Upper bound on the entries kept; the cache is cleared when full.
+    const MAX_ENTRIES: usize = 100_000;
+
+    pub fn new(ttl: std::time::Duration) -> FactsCache {
+        FactsCache {
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn get(&self, account: &str) -> Option<AccountFacts> {
+        let entries = self.entries.lock().expect("facts cache lock");
+        entries
+            .get(account)
+            .filter(|(at, _)| at.elapsed() < self.ttl)
+            .map(|(_, f)| f.clone())
+    }
+
+    fn put(&self, facts: &AccountFacts) {
+        let mut entries = self.entries.lock().expect("facts cache lock");
+        if entries.len() >= Self::MAX_ENTRIES {
+            entries.clear();
+        }
+        entries.insert(facts.account.clone(), (Instant::now(), facts.clone()));
+    }
+
+    pub fn forget(&self, account: &str) {
+        self.entries
+            .lock()
+            .expect("facts cache lock")
+            .remove(account);
+    }
+}
+
+/// Policy + account repository + counters + outbox.
+pub struct Enforcer<R, C, Q> {
+    pub policy: Arc<Policy>,
+    pub repo: R,
+    pub counters: C,
+    pub outbox: Arc<Q>,
+    pub notifier: Arc<Notifier>,
+    /// Wakes the notification worker.
+    pub wake: Arc<Notify>,
+    pub cache: FactsCache,
+}
+
+impl<R: AccountRepo, C: VolumeCounters, Q: OutboxQueue> Enforcer<R, C, Q> {
+    /// An enforcer with a 2-second facts cache.
+    pub fn new(
+        policy: Arc<Policy>,
+        repo: R,
+        counters: C,
+        outbox: Arc<Q>,
+        notifier: Arc<Notifier>,
+    ) -> Self {
+        Enforcer {
+            policy,
+            repo,
+            counters,
+            outbox,
+            notifier,
+            wake: Arc::new(Notify::new()),
+            cache: FactsCache::new(std::time::Duration::from_secs(2)),
+        }
+    }
+
+    /// [`Enforcer::facts`] through the cache.
+    pub async fn facts_cached(
+        &self,
+        account: &str,
+        now: DateTime<Utc>,
+    ) -> Result<AccountFacts, ServiceError> {
+        if let Some(facts) = self.cache.get(account) {
+            return Ok(facts);
+        }
+        let facts = self.facts(account, now).await?;
+        self.cache.put(&facts);
+        Ok(facts)
+    }
+
+    /// Everything the decisions need about `account`, read now.
+    pub async fn facts(
+        &self,
+        account: &str,
+        now: DateTime<Utc>,
+    ) -> Result<AccountFacts, ServiceError> {
+        let status = self.repo.status(account).await?;
+        let period = Duration::from_std(self.policy.limits.repeat_offender_period)
+            .unwrap_or(Duration::days(30));
+        let since = now - period.max(Duration::days(90));
+        let audit = self.repo.audit_since(account, since).await?;
+        let unblocks = self.repo.unblocks(account).await?;
+        let mut cells = [0u64; 4];
+        for (cell, key) in cells.iter_mut().zip(spam_read_keys(account, now)) {
+            *cell = self.counters.get(&key).await?;
+        }
+        let spam = SpamCounts {
+            previous_hour: cells[0],
+            this_hour: cells[1],
+            previous_day: cells[2],
+            this_day: cells[3],
+        };
+        Ok(AccountFacts::derive(
+            account, status, &audit, unblocks, spam, period, now,
+        ))
+    }
+
+    /// Persist effects in order; notifications go to the outbox.
+    pub async fn persist(&self, effects: &[Effect]) -> Result<(), ServiceError> {
+        for effect in effects {
+            match effect {
+                Effect::Transition(t) => {
+                    self.cache.forget(&t.account);
+                    self.repo.apply(t).await?
+                }
+                Effect::Audit(a) => {
+                    self.cache.forget(&a.account);
+                    self.repo.audit(a).await?
+                }
+                Effect::Bump(key) => {
+                    self.counters.incr_and_get(key, 1).await?;
+                }
+                Effect::Notify(event) => {
+                    enqueue_event(&*self.outbox, &self.notifier, &self.wake, event).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// MAIL FROM: blocked, prison, SIZE=, then the rate counter.
+    pub async fn at_mail(
+        &self,
+        facts: &mut AccountFacts,
+        declared_size: Option<u64>,
+        now: DateTime<Utc>,
+    ) -> Result<Gate, ServiceError> {
+        let gate = self.policy.at_mail(facts, declared_size, now);
+        if gate.is_refusal() {
+            return Ok(gate);
+        }
+        let key = self.policy.rate_key(&facts.account, now);
+        let count = self.counters.incr_and_get(&key, 1).await?;
+        let gate = self.policy.after_rate(facts, count, now);
+        self.persist(&gate.effects).await?;
+        Ok(gate)
+    }
+
+    /// RCPT TO: recipients per message, then the daily external budget.
+    pub async fn at_rcpt(
+        &self,
+        facts: &mut AccountFacts,
+        accepted_so_far: usize,
+        rcpt: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Gate, ServiceError> {
+        let gate = match self.policy.at_rcpt(facts, accepted_so_far, rcpt, now) {
+            RcptStep::Gate(g) => g,
+            RcptStep::CountExternal { key, member, cap } => {
+                let outcome = self.counters.add_member_capped(&key, &member, cap).await?;
+                self.policy.after_external(facts, outcome, now)
+            }
+        };
+        self.persist(&gate.effects).await?;
+        Ok(gate)
+    }
+
+    /// End of message: tier, account action, counters, notifications.
+    pub async fn at_eom(
+        &self,
+        facts: &mut AccountFacts,
+        scored: &Scored<'_>,
+        size: u64,
+        report_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<EomOutcome, ServiceError> {
+        let out = self.policy.at_eom(facts, scored, size, report_id, now);
+        if !out.effects.is_empty() {
+            // Spam counters moved: the next message must see them.
+            self.cache.forget(&facts.account);
+        }
+        self.persist(&out.effects).await?;
+        Ok(out)
+    }
+
+    async fn transition(
+        &self,
+        result: Result<(Transition, Event), TransitionError>,
+    ) -> Result<Transition, ServiceError> {
+        let (t, event) = result?;
+        self.persist(&[Effect::Transition(t.clone()), Effect::Notify(event)])
+            .await?;
+        Ok(t)
+    }
+
+    /// Self-service (customer) or abuse-team unblock, 90-day rule applied.
+    pub async fn unblock(
+        &self,
+        account: &str,
+        by: &Actor,
+        reason: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Transition, ServiceError> {
+        let facts = self.facts(account, now).await?;
+        self.transition(self.policy.unblock(&facts, by, reason, now))
+            .await
+    }
+
+    /// The provider confirms the password was changed.
+    pub async fn reset_done(
+        &self,
+        account: &str,
+        by: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<Transition, ServiceError> {
+        let facts = self.facts(account, now).await?;
+        self.transition(self.policy.reset_done(&facts, by, now))
+            .await
+    }
+
+    /// The abuse team suspends by hand.
+    pub async fn suspend(
+        &self,
+        account: &str,
+        by: &Actor,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Transition, ServiceError> {
+        let facts = self.facts(account, now).await?;
+        let t = super::suspend(account, &facts.status, by, reason, now)?;
+        let event = Event {
+            kind: "suspended".into(),
+            account: account.to_string(),
+            contact: self.policy.directory.get(account).contact,
+            tier: t.to.tier(),
+            report_id: t.to.report_id().map(str::to_string),
+            at: now,
+            reason: reason.to_string(),
+            self_service: false,
+        };
+        self.persist(&[Effect::Transition(t.clone()), Effect::Notify(event)])
+            .await?;
+        Ok(t)
+    }
+}

@@ -1,0 +1,101 @@
+//! `outscore account …` against a real SQLite store in a temporary data
+//! dir: suspend, list, show, self-service unblock once, the 90-day refusal
+//! (exit 3), the abuse team's unblock with a reason, reset-done, import.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn outscore(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_outscore"))
+        .arg("account")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("OUTSCORE_CONFIG")
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn account_commands_follow_the_90_day_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let login = "victim@hosted.example";
+
+    let o = outscore(
+        data,
+        &[
+            "suspend",
+            login,
+            "--by",
+            "maria",
+            "--reason",
+            "phishing run",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("active -> suspended"), "{}", text(&o));
+
+    let o = outscore(data, &["list"]);
+    assert!(
+        text(&o).contains(login) && text(&o).contains("phishing run"),
+        "{}",
+        text(&o)
+    );
+
+    let o = outscore(data, &["show", login]);
+    assert!(text(&o).contains("status:    suspended"), "{}", text(&o));
+    assert!(text(&o).contains("abuse:maria suspend"), "{}", text(&o));
+
+    // A hand-made suspension is for the abuse team to lift.
+    let o = outscore(data, &["unblock", login]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let o = outscore(data, &["unblock", login, "--by", "maria"]);
+    assert_eq!(o.status.code(), Some(3), "reason required: {}", text(&o));
+    let o = outscore(
+        data,
+        &["unblock", login, "--by", "maria", "--reason", "cleaned"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("suspended -> active"), "{}", text(&o));
+
+    // Not blocked any more: nothing to lift.
+    let o = outscore(data, &["reset-done", login]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+
+    let o = outscore(data, &["show", login, "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(json["facts"]["status"]["status"], "active");
+    assert_eq!(json["facts"]["history"]["suspensions_90d"], 1);
+    assert_eq!(json["unblocks"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn import_validates_and_installs_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("in.csv");
+    std::fs::write(
+        &csv,
+        "login,contact,sensitivity\nbad@x.example,nobody,extreme\n",
+    )
+    .unwrap();
+    let o = outscore(dir.path(), &["import", csv.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains(":2:"), "{}", text(&o));
+    std::fs::write(
+        &csv,
+        "login,contact,sensitivity\nshop@hosted.example,owner@contact.example,high\n",
+    )
+    .unwrap();
+    let o = outscore(dir.path(), &["import", csv.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(dir.path().join("accounts.csv").exists());
+}
