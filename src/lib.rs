@@ -25,10 +25,12 @@
 //! | [`rules`]   | pure checks emitting symbols with evidence             | I/O             |
 //! | [`scoring`] | weights from `scores/`, group caps, the report type    | I/O             |
 //! | [`store`]   | reports, account state, counters (SQLite/PostgreSQL)   | milter          |
+//! | [`classifier`]| learned naive Bayes: message → spam probability, BAYES_* | weights, store |
 //! | [`config`]  | `outscore.toml` → validated [`config::Config`]         | sockets         |
 //!
 //! Only `main.rs` picks concrete implementations.
 
+pub mod classifier;
 pub mod config;
 pub mod envelope;
 pub mod message;
