@@ -52,7 +52,10 @@ pub enum ModelError {
     Truncated { len: usize },
     #[error("not an outscore model file (bad magic)")]
     BadMagic,
-    #[error("model format version {found} is not supported (expected {})", model::VERSION)]
+    #[error(
+        "model format version {found} is not supported (expected {})",
+        model::VERSION
+    )]
     Version { found: u32 },
     #[error("model checksum mismatch (file damaged)")]
     Checksum,
@@ -98,7 +101,10 @@ pub const HAM_FULL: f64 = 0.01;
 pub fn symbols(v: &Verdict) -> Vec<BayesSymbol> {
     let p = v.probability;
     let (name, factor) = if p > SPAM_FROM {
-        (BAYES_SPAM, ((p - SPAM_FROM) / (SPAM_FULL - SPAM_FROM)).min(1.0))
+        (
+            BAYES_SPAM,
+            ((p - SPAM_FROM) / (SPAM_FULL - SPAM_FROM)).min(1.0),
+        )
     } else if p < HAM_FROM {
         (BAYES_HAM, ((HAM_FROM - p) / (HAM_FROM - HAM_FULL)).min(1.0))
     } else {
@@ -181,8 +187,7 @@ impl Classifier {
             return false;
         }
         self.model.refresh();
-        self.model
-            .set_trained_at(chrono::Utc::now().timestamp());
+        self.model.set_trained_at(chrono::Utc::now().timestamp());
         true
     }
 
@@ -200,8 +205,7 @@ impl Classifier {
     /// Refreshes weights after a batch of [`Classifier::add`].
     pub fn finish(&mut self) {
         self.model.refresh();
-        self.model
-            .set_trained_at(chrono::Utc::now().timestamp());
+        self.model.set_trained_at(chrono::Utc::now().timestamp());
     }
 }
 
@@ -277,8 +281,7 @@ impl<'m> Scorer<'m> {
     }
 
     fn verdict(mut self) -> Verdict {
-        self.top
-            .sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
+        self.top.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
         Verdict {
             probability: probability(self.sum, self.informative),
             top_tokens: self.top,
@@ -323,11 +326,7 @@ impl Sink for Scorer<'_> {
         };
         if w.abs() > weakest {
             if self.top.len() >= TOP_TOKENS {
-                if let Some(pos) = self
-                    .top
-                    .iter()
-                    .position(|t| t.1.abs() == weakest)
-                {
+                if let Some(pos) = self.top.iter().position(|t| t.1.abs() == weakest) {
                     self.top.swap_remove(pos);
                 }
             }

@@ -167,7 +167,7 @@ impl TextTokenizer {
             }
             cjk_prev = None;
             cjk_len = 0;
-            if c.is_alphanumeric() || (c == '\'' && !self.word.is_empty()) {
+            if c.is_alphanumeric() {
                 if c.is_ascii() {
                     self.word.push(c.to_ascii_lowercase());
                 } else {
@@ -204,7 +204,7 @@ impl TextTokenizer {
         sink: &mut dyn Sink,
     ) {
         let word: &str = if ascii {
-            self.word.trim_end_matches('\'')
+            &self.word
         } else {
             self.norm.clear();
             for c in self.word.nfkc() {
@@ -216,10 +216,10 @@ impl TextTokenizer {
                     self.norm.push(if l == 'ς' { 'σ' } else { l });
                 }
             }
-            self.norm.trim_end_matches('\'')
+            &self.norm
         };
         let len = word.len();
-        if len < 2 && word.chars().count() < 2 {
+        if word.chars().nth(1).is_none() {
             // Single letters carry no signal (but single CJK chars are handled above).
             self.word.clear();
             return;
@@ -273,7 +273,10 @@ pub fn url_hosts(text: &str, mut f: impl FnMut(&str)) {
         let rest = &bytes[start..];
         let skip = if rest.starts_with(b"://") {
             3
-        } else if rest.len() >= 4 && rest[0].eq_ignore_ascii_case(&b's') && rest[1..].starts_with(b"://") {
+        } else if rest.len() >= 4
+            && rest[0].eq_ignore_ascii_case(&b's')
+            && rest[1..].starts_with(b"://")
+        {
             4
         } else {
             continue;
@@ -381,7 +384,9 @@ pub fn message_features(msg: &Message<'_>, bigrams: bool, sink: &mut dyn Sink) {
     } else {
         "text"
     };
-    sink.feature(hash(Kind::BodyType, shape), Kind::BodyType, &|| shape.into());
+    sink.feature(hash(Kind::BodyType, shape), Kind::BodyType, &|| {
+        shape.into()
+    });
     for i in 0..msg.text_body_count() {
         if budget == 0 {
             break;
@@ -434,13 +439,11 @@ fn host_feature(host: &str, sink: &mut dyn Sink) {
 pub fn text_tokens(text: &str, bigrams: bool) -> Vec<String> {
     let mut out = Vec::new();
     let mut tok = TextTokenizer::new(bigrams);
-    tok.run(
-        text,
-        Kind::Word,
-        usize::MAX,
-        &mut |_h: u64, kind: Kind, t: &dyn Fn() -> String| {
-            out.push(format!("{}{}", kind.prefix(), t()))
-        },
-    );
+    tok.run(text, Kind::Word, usize::MAX, &mut |_h: u64,
+                                                kind: Kind,
+                                                t: &dyn Fn()
+        -> String| {
+        out.push(format!("{}{}", kind.prefix(), t()))
+    });
     out
 }
