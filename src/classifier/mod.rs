@@ -177,7 +177,7 @@ impl Classifier {
         let msg = tokenize::parse(raw)?;
         let mut acc = Scorer::new(&self.model);
         tokenize::message_features(&msg, self.model.bigrams(), &mut acc);
-        Some((acc.sum, acc.informative))
+        Some((acc.sum(), acc.informative))
     }
 
     /// Learns one message as spam or ham and refreshes the weights. Returns
@@ -264,8 +264,11 @@ struct Scorer<'m> {
     set: BucketSet,
     distinct: u32,
     informative: u32,
-    sum: f64,
+    /// Sum of the quantised weights.
+    qsum: i64,
     top: Vec<(String, f32)>,
+    /// Smallest |weight| in a full `top`; 0 while it has room.
+    weakest: f32,
 }
 
 impl<'m> Scorer<'m> {
@@ -275,15 +278,20 @@ impl<'m> Scorer<'m> {
             set: BucketSet::new(),
             distinct: 0,
             informative: 0,
-            sum: 0.0,
+            qsum: 0,
             top: Vec::with_capacity(TOP_TOKENS + 1),
+            weakest: 0.0,
         }
+    }
+
+    fn sum(&self) -> f64 {
+        self.qsum as f64 / model::WEIGHT_STEPS as f64
     }
 
     fn verdict(mut self) -> Verdict {
         self.top.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
         Verdict {
-            probability: probability(self.sum, self.informative),
+            probability: probability(self.sum(), self.informative),
             top_tokens: self.top,
             features: self.distinct,
             informative: self.informative,
@@ -310,27 +318,28 @@ impl Sink for Scorer<'_> {
             return;
         }
         self.distinct += 1;
-        let w = self.model.weight(b);
-        if w == 0.0 {
+        let q = self.model.weight_steps(b);
+        if q == 0 {
             return;
         }
         self.informative += 1;
-        self.sum += w as f64;
-        let weakest = if self.top.len() < TOP_TOKENS {
-            0.0
-        } else {
-            self.top
-                .iter()
-                .map(|t| t.1.abs())
-                .fold(f32::INFINITY, f32::min)
-        };
-        if w.abs() > weakest {
+        self.qsum += q as i64;
+        let w = q as f32 / model::WEIGHT_STEPS;
+        if w.abs() > self.weakest {
+            let weakest = self.weakest;
             if self.top.len() >= TOP_TOKENS {
                 if let Some(pos) = self.top.iter().position(|t| t.1.abs() == weakest) {
                     self.top.swap_remove(pos);
                 }
             }
             self.top.push((format!("{}{}", kind.prefix(), text()), w));
+            if self.top.len() >= TOP_TOKENS {
+                self.weakest = self
+                    .top
+                    .iter()
+                    .map(|t| t.1.abs())
+                    .fold(f32::INFINITY, f32::min);
+            }
         }
     }
 }

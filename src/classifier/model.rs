@@ -21,6 +21,9 @@ const PRIOR_STRENGTH: f64 = 1.0;
 const MIN_DEVIATION: f64 = 0.1;
 /// Token probabilities are clamped to [FLOOR, 1 - FLOOR].
 const FLOOR: f64 = 0.01;
+/// Quantisation of the weights: steps per unit of log-odds (|ln(0.99/0.01)|
+/// × 25 = 115 fits an i8).
+pub const WEIGHT_STEPS: f32 = 25.0;
 
 /// Counts and derived weights.
 #[derive(Clone)]
@@ -33,8 +36,10 @@ pub struct Model {
     trained_at: i64,
     spam: Vec<u32>,
     ham: Vec<u32>,
-    /// ln(f / (1 - f)) per bucket, 0 for uninformative buckets.
-    weights: Vec<f32>,
+    /// ln(f / (1 - f)) per bucket times [`WEIGHT_STEPS`], 0 for
+    /// uninformative buckets. One byte per bucket keeps the table that every
+    /// classification reads small enough to stay in cache.
+    weights: Vec<i8>,
 }
 
 /// What `outscore check` shows about a model.
@@ -62,7 +67,7 @@ impl Model {
             trained_at: 0,
             spam: vec![0; n],
             ham: vec![0; n],
-            weights: vec![0.0; n],
+            weights: vec![0; n],
         }
     }
 
@@ -79,6 +84,12 @@ impl Model {
     #[inline]
     pub fn weight(&self, bucket: u32) -> f32 {
         // Buckets come from `bucket()`, so always in range.
+        self.weights[bucket as usize] as f32 / WEIGHT_STEPS
+    }
+
+    /// The quantised weight (log-odds × [`WEIGHT_STEPS`]).
+    #[inline]
+    pub fn weight_steps(&self, bucket: u32) -> i8 {
         self.weights[bucket as usize]
     }
 
@@ -247,20 +258,23 @@ impl Model {
     }
 }
 
-/// Robinson's smoothed token probability turned into a log-odds weight.
-fn token_weight(s: u32, h: u32, ns: f64, nh: f64) -> f32 {
+/// Robinson's smoothed token probability turned into a quantised log-odds
+/// weight.
+fn token_weight(s: u32, h: u32, ns: f64, nh: f64) -> i8 {
     let n = s as f64 + h as f64;
     if n == 0.0 {
-        return 0.0;
+        return 0;
     }
     let ps = s as f64 / ns;
     let ph = h as f64 / nh;
     let p = ps / (ps + ph);
     let f = ((PRIOR_STRENGTH * 0.5 + n * p) / (PRIOR_STRENGTH + n)).clamp(FLOOR, 1.0 - FLOOR);
     if (f - 0.5).abs() < MIN_DEVIATION {
-        return 0.0;
+        return 0;
     }
-    (f / (1.0 - f)).ln() as f32
+    ((f / (1.0 - f)).ln() * WEIGHT_STEPS as f64)
+        .round()
+        .clamp(-127.0, 127.0) as i8
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {

@@ -8,9 +8,9 @@ use unicode_normalization::UnicodeNormalization;
 /// Longest word (in bytes, after normalisation) kept as a token; longer runs
 /// (base64 residue, hashes) become one `long word` token.
 const MAX_WORD_BYTES: usize = 40;
-/// At most this many body characters are tokenized per message: the start of
+/// At most this many body bytes are tokenized per message: the start of
 /// a message carries the signal, and it bounds the work for huge bodies.
-pub const MAX_BODY_CHARS: usize = 20_000;
+pub const MAX_BODY_BYTES: usize = 20_000;
 
 /// Feature kinds; the kind is mixed into the hash so `s:free` (subject) and
 /// `free` (body) are different features.
@@ -47,16 +47,27 @@ impl Kind {
     }
 }
 
-/// FNV-1a 64 over the kind byte and the token's bytes.
+/// 64-bit hash of the kind and the token's bytes, eight bytes at a time
+/// (words are short; this is the tokenizer's hot path).
 #[inline]
 pub fn hash(kind: Kind, text: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ kind as u64;
-    h = h.wrapping_mul(0x100_0000_01b3);
-    for &b in text.as_bytes() {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x100_0000_01b3);
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut h: u64 = (kind as u64) ^ ((text.len() as u64) << 8);
+    let mut chunks = text.as_bytes().chunks_exact(8);
+    for c in &mut chunks {
+        let v = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        h = (h.rotate_left(5) ^ v).wrapping_mul(K);
     }
-    h
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut buf = [0u8; 8];
+        buf[..rest.len()].copy_from_slice(rest);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(buf)).wrapping_mul(K);
+    }
+    // Final avalanche so the top bits (the bucket) depend on every byte.
+    h ^= h >> 32;
+    h = h.wrapping_mul(0xd6e8_feb8_6659_fd93);
+    h ^ (h >> 32)
 }
 
 /// Combines two word hashes into the hash of the pair (order matters).
@@ -105,143 +116,187 @@ pub fn is_invisible(c: char) -> bool {
     )
 }
 
-/// Splits text into features. Reusable buffers, no allocation per word for
-/// ASCII text.
+/// ASCII byte → its lower-case form if it is part of a word, else 0.
+const ASCII_WORD: [u8; 128] = {
+    let mut t = [0u8; 128];
+    let mut b = 0;
+    while b < 128 {
+        let c = b as u8;
+        t[b] = if c.is_ascii_alphanumeric() {
+            c.to_ascii_lowercase()
+        } else {
+            0
+        };
+        b += 1;
+    }
+    t
+};
+
+/// Splits text into features. Reusable buffers; ASCII text takes a byte
+/// fast path and allocates nothing.
 #[derive(Default)]
 pub struct TextTokenizer {
     word: String,
+    prev_word: String,
     norm: String,
     bigrams: bool,
+    /// Hash of the previous word of the same sentence.
+    prev: Option<u64>,
 }
 
 impl TextTokenizer {
     pub fn new(bigrams: bool) -> Self {
         TextTokenizer {
             word: String::with_capacity(64),
+            prev_word: String::with_capacity(64),
             norm: String::with_capacity(64),
             bigrams,
+            prev: None,
         }
     }
 
     /// Tokenizes `text`; words get `kind` (Word or Subject). At most
-    /// `max_chars` characters are read.
-    pub fn run(&mut self, text: &str, kind: Kind, max_chars: usize, sink: &mut dyn Sink) {
-        let mut prev: Option<u64> = None;
-        let mut prev_text = String::new();
+    /// `max_bytes` bytes are read.
+    pub fn run(&mut self, text: &str, kind: Kind, max_bytes: usize, sink: &mut dyn Sink) {
+        self.prev = None;
+        self.word.clear();
+        let bytes = text.as_bytes();
+        let end = bytes.len().min(max_bytes);
         let mut word_ascii = true;
         let mut cjk_prev: Option<char> = None;
         let mut cjk_len = 0usize;
-        self.word.clear();
-        for (n, c) in text.chars().enumerate() {
-            if n >= max_chars {
-                break;
-            }
+        let mut i = 0;
+        while i < end {
+            let b = bytes[i];
+            let c = if b < 0x80 {
+                i += 1;
+                let l = ASCII_WORD[b as usize];
+                if cjk_len > 0 {
+                    Self::end_cjk(cjk_prev.take(), cjk_len, sink);
+                    cjk_len = 0;
+                }
+                if l != 0 {
+                    self.word.push(l as char);
+                } else {
+                    if !self.word.is_empty() {
+                        self.flush_word(word_ascii, kind, sink);
+                        word_ascii = true;
+                    }
+                    // Sentence punctuation breaks the word pairs.
+                    if matches!(b, b'.' | b',' | b';' | b':' | b'!' | b'?' | b'\n') {
+                        self.prev = None;
+                    }
+                }
+                continue;
+            } else {
+                let Some(c) = text[i..].chars().next() else {
+                    break;
+                };
+                i += c.len_utf8();
+                c
+            };
             if is_invisible(c) {
                 continue;
             }
             if is_cjk(c) {
                 if !self.word.is_empty() {
-                    self.flush_word(word_ascii, kind, &mut prev, &mut prev_text, sink);
+                    self.flush_word(word_ascii, kind, sink);
                     word_ascii = true;
                 }
                 if let Some(p) = cjk_prev {
                     let mut buf = [0u8; 8];
-                    let s = {
-                        let a = p.encode_utf8(&mut buf[..4]).len();
-                        let b = c.encode_utf8(&mut buf[a..]).len();
-                        std::str::from_utf8(&buf[..a + b]).unwrap_or("")
-                    };
+                    let a = p.encode_utf8(&mut buf[..4]).len();
+                    let n = c.encode_utf8(&mut buf[a..]).len();
+                    let s = std::str::from_utf8(&buf[..a + n]).unwrap_or("");
                     sink.feature(hash(Kind::Cjk, s), Kind::Cjk, &|| s.to_owned());
                 }
                 cjk_prev = Some(c);
                 cjk_len += 1;
-                prev = None;
+                self.prev = None;
                 continue;
             }
-            if cjk_len == 1 {
-                if let Some(p) = cjk_prev {
-                    let mut buf = [0u8; 4];
-                    let s = p.encode_utf8(&mut buf);
-                    sink.feature(hash(Kind::Cjk, s), Kind::Cjk, &|| s.to_owned());
-                }
+            if cjk_len > 0 {
+                Self::end_cjk(cjk_prev.take(), cjk_len, sink);
+                cjk_len = 0;
             }
-            cjk_prev = None;
-            cjk_len = 0;
             if c.is_alphanumeric() {
-                if c.is_ascii() {
-                    self.word.push(c.to_ascii_lowercase());
-                } else {
-                    word_ascii = false;
-                    self.word.push(c);
-                }
+                word_ascii = false;
+                self.word.push(c);
             } else if !self.word.is_empty() {
-                self.flush_word(word_ascii, kind, &mut prev, &mut prev_text, sink);
+                self.flush_word(word_ascii, kind, sink);
                 word_ascii = true;
-                // Sentence punctuation breaks the word pairs.
-                if matches!(c, '.' | ',' | ';' | ':' | '!' | '?' | '\n') {
-                    prev = None;
-                }
             }
         }
-        if cjk_len == 1 {
-            if let Some(p) = cjk_prev {
+        if cjk_len > 0 {
+            Self::end_cjk(cjk_prev, cjk_len, sink);
+        }
+        if !self.word.is_empty() {
+            self.flush_word(word_ascii, kind, sink);
+        }
+    }
+
+    /// A CJK run of one character is emitted as that character.
+    fn end_cjk(last: Option<char>, len: usize, sink: &mut dyn Sink) {
+        if len == 1 {
+            if let Some(p) = last {
                 let mut buf = [0u8; 4];
                 let s = p.encode_utf8(&mut buf);
                 sink.feature(hash(Kind::Cjk, s), Kind::Cjk, &|| s.to_owned());
             }
         }
-        if !self.word.is_empty() {
-            self.flush_word(word_ascii, kind, &mut prev, &mut prev_text, sink);
-        }
     }
 
-    fn flush_word(
-        &mut self,
-        ascii: bool,
-        kind: Kind,
-        prev: &mut Option<u64>,
-        prev_text: &mut String,
-        sink: &mut dyn Sink,
-    ) {
-        let word: &str = if ascii {
-            &self.word
-        } else {
+    fn flush_word(&mut self, ascii: bool, kind: Kind, sink: &mut dyn Sink) {
+        if !ascii {
             self.norm.clear();
-            for c in self.word.nfkc() {
+            let quick = unicode_normalization::is_nfkc_quick(self.word.chars());
+            let push = |c: char, norm: &mut String| {
                 if is_invisible(c) {
-                    continue;
+                    return;
+                }
+                if c.is_ascii() {
+                    norm.push(c.to_ascii_lowercase());
+                    return;
                 }
                 for l in c.to_lowercase() {
                     // One form for the Greek sigma.
-                    self.norm.push(if l == 'ς' { 'σ' } else { l });
+                    norm.push(if l == 'ς' { 'σ' } else { l });
+                }
+            };
+            if quick == unicode_normalization::IsNormalized::Yes {
+                for c in self.word.chars() {
+                    push(c, &mut self.norm);
+                }
+            } else {
+                for c in self.word.nfkc() {
+                    push(c, &mut self.norm);
                 }
             }
-            &self.norm
-        };
-        let len = word.len();
-        if word.chars().nth(1).is_none() {
-            // Single letters carry no signal (but single CJK chars are handled above).
+            std::mem::swap(&mut self.word, &mut self.norm);
+        }
+        let word: &str = &self.word;
+        // Single letters carry no signal (single CJK characters are handled
+        // with the CJK runs).
+        if word.len() < 2 || word.chars().nth(1).is_none() {
             self.word.clear();
             return;
         }
-        if len > MAX_WORD_BYTES {
-            let h = hash(Kind::LongWord, "");
-            sink.feature(h, Kind::LongWord, &|| String::new());
-            *prev = None;
+        if word.len() > MAX_WORD_BYTES {
+            sink.feature(hash(Kind::LongWord, ""), Kind::LongWord, &String::new);
+            self.prev = None;
             self.word.clear();
             return;
         }
         let h = hash(kind, word);
         sink.feature(h, kind, &|| word.to_owned());
         if self.bigrams && kind == Kind::Word {
-            if let Some(p) = *prev {
-                let pt: &str = prev_text;
+            if let Some(p) = self.prev {
+                let pt: &str = &self.prev_word;
                 sink.feature(pair(p, h), Kind::Bigram, &|| format!("{pt} {word}"));
             }
-            prev_text.clear();
-            prev_text.push_str(word);
         }
-        *prev = Some(h);
+        self.prev = Some(h);
+        std::mem::swap(&mut self.word, &mut self.prev_word);
         self.word.clear();
     }
 }
@@ -263,25 +318,23 @@ pub fn parse(raw: &[u8]) -> Option<Message<'_>> {
     MessageParser::default().parse(strip_mbox_from(raw))
 }
 
-/// Host part of every `http://` / `https://` URL in `text`.
+/// Host part of every `http://` / `https://` URL in `text` (found by their
+/// `://`, which is rare in prose).
 pub fn url_hosts(text: &str, mut f: impl FnMut(&str)) {
     let bytes = text.as_bytes();
     let mut from = 0;
-    while let Some(i) = find_ci(&bytes[from..], b"http") {
-        let start = from + i + 4;
-        from = start;
-        let rest = &bytes[start..];
-        let skip = if rest.starts_with(b"://") {
-            3
-        } else if rest.len() >= 4
-            && rest[0].eq_ignore_ascii_case(&b's')
-            && rest[1..].starts_with(b"://")
-        {
-            4
-        } else {
+    while let Some(i) = bytes[from..].iter().position(|&b| b == b':') {
+        let colon = from + i;
+        from = colon + 1;
+        if !bytes[colon..].starts_with(b"://") {
             continue;
-        };
-        let hs = start + skip;
+        }
+        let scheme_ok =
+            |n: usize, s: &[u8]| colon >= n && bytes[colon - n..colon].eq_ignore_ascii_case(s);
+        if !(scheme_ok(4, b"http") || scheme_ok(5, b"https")) {
+            continue;
+        }
+        let hs = colon + 3;
         let mut he = hs;
         while he < bytes.len()
             && (bytes[he].is_ascii_alphanumeric() || bytes[he] == b'.' || bytes[he] == b'-')
@@ -296,9 +349,24 @@ pub fn url_hosts(text: &str, mut f: impl FnMut(&str)) {
     }
 }
 
+/// Case-insensitive search for an ASCII needle.
 fn find_ci(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len())
-        .position(|w| w.eq_ignore_ascii_case(needle))
+    let first = needle.first()?.to_ascii_lowercase();
+    let mut from = 0;
+    while let Some(i) = hay[from..]
+        .iter()
+        .position(|&b| b.to_ascii_lowercase() == first)
+    {
+        let at = from + i;
+        if hay.len() - at < needle.len() {
+            return None;
+        }
+        if hay[at..at + needle.len()].eq_ignore_ascii_case(needle) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
 }
 
 /// Removes HTML tags, comments, `<style>`/`<script>` content and decodes the
@@ -372,7 +440,7 @@ pub fn message_features(msg: &Message<'_>, bigrams: bool, sink: &mut dyn Sink) {
             sink.feature(hash(Kind::Mailer, &name), Kind::Mailer, &|| name.clone());
         }
     }
-    let mut budget = MAX_BODY_CHARS;
+    let mut budget = MAX_BODY_BYTES;
     let html_only = msg.text_body_count() > 0
         && msg
             .text_part(0)
