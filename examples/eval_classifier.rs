@@ -99,6 +99,7 @@ fn main() {
         "test set: {} messages, scored in {test_s:.1} s",
         scored.len()
     );
+    symbol_rates(&scored);
     let modes: [(&str, fn(f64, u32) -> f64); 3] = [
         ("sum/sqrt(n) [shipped]", |s, n| probability(s, n)),
         ("sum", |s, _| s),
@@ -110,6 +111,42 @@ fn main() {
             .map(|(sp, so, la, s, n)| (*sp, so.as_str(), la.as_str(), f(*s, *n)))
             .collect();
         report(name, &scores);
+    }
+}
+
+/// How often BAYES_SPAM / BAYES_HAM fire on held-out spam and ham, and
+/// their mean factor (what a weight in scores/ gets multiplied with).
+fn symbol_rates(scored: &[(bool, String, String, f64, u32)]) {
+    use outscore::classifier::{symbols, Verdict};
+    let mut fired: BTreeMap<(&str, bool), (usize, f64)> = BTreeMap::new();
+    let (mut n_spam, mut n_ham) = (0usize, 0usize);
+    for (is_spam, _, _, sum, n) in scored {
+        if *is_spam {
+            n_spam += 1;
+        } else {
+            n_ham += 1;
+        }
+        let v = Verdict {
+            probability: probability(*sum, *n),
+            top_tokens: Vec::new(),
+            features: *n,
+            informative: *n,
+        };
+        for s in symbols(&v) {
+            let e = fired.entry((s.name, *is_spam)).or_default();
+            e.0 += 1;
+            e.1 += s.factor;
+        }
+    }
+    println!("symbols on the test set (fired / messages, mean factor when fired):");
+    for ((name, is_spam), (count, factor)) in &fired {
+        let total = if *is_spam { n_spam } else { n_ham };
+        println!(
+            "  {name:<10} on {:<4} {count}/{total} ({:.1} %), mean factor {:.2}",
+            if *is_spam { "spam" } else { "ham" },
+            100.0 * *count as f64 / total.max(1) as f64,
+            factor / *count as f64
+        );
     }
 }
 

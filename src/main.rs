@@ -195,7 +195,14 @@ fn train(config: &Config, args: TrainArgs) -> anyhow::Result<()> {
         }
     }
     classifier.finish();
-    let model = classifier.into_model();
+    let mut model = classifier.into_model();
+    // Reproducible builds (scripts/train-default-model) pin the timestamp.
+    if let Some(t) = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.parse::<i64>().ok())
+    {
+        model.set_trained_at(t);
+    }
     model.save(&out)?;
     println!(
         "learned {spam} spam and {ham} ham ({skipped} unparsable skipped); wrote {}",
