@@ -350,3 +350,37 @@ fn train_cli_rejects_a_bad_manifest_label_and_empty_input() {
     assert!(!run.status.success());
     assert!(!dir.path().join("m.bin").exists());
 }
+
+#[test]
+fn builtin_default_model_is_ready_and_used_without_a_model_file() {
+    let m = outscore::classifier::builtin_model();
+    assert!(
+        m.spam_messages() >= 1000 && m.ham_messages() >= 1000,
+        "{:?}",
+        m.stats()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (loaded, source) = outscore::classifier::load_model(dir.path()).unwrap();
+    assert_eq!(source, outscore::classifier::ModelSource::Builtin);
+    assert_eq!(loaded.stats(), m.stats());
+    // A damaged model file in the data dir is an error, not a fallback.
+    std::fs::write(dir.path().join("model.bin"), b"OSBAYES\0garbage").unwrap();
+    assert!(outscore::classifier::load_model(dir.path()).is_err());
+
+    let c = Classifier::new(m);
+    let spam = "From: promo@example.cn\r\nSubject: =?UTF-8?B?5Luj5byA5Y+R56Wo?=\r\n\
+        Content-Type: text/plain; charset=utf-8\r\n\r\n\
+        本公司长期代开各地发票，税点优惠，真实可查。联系电话 13800000000 李经理。\
+        代开增值税发票，普通发票，建筑安装发票。欢迎来电咨询！\r\n";
+    let ham = "From: alice@lists.example.org\r\nSubject: Re: build failure on the B210\r\n\
+        Content-Type: text/plain; charset=utf-8\r\n\r\n\
+        Hi Bob,\r\n\r\nI rebuilt UHD from the master branch and the B210 now enumerates \
+        fine. Could you check whether the FPGA image matches the host version? The log \
+        you attached shows a mismatch warning right before the timeout.\r\n\r\n\
+        Thanks,\r\nAlice\r\n";
+    let vs = c.classify(spam.as_bytes()).unwrap();
+    let vh = c.classify(ham.as_bytes()).unwrap();
+    assert!(vs.probability > 0.9, "{vs:?}");
+    assert!(vh.probability < 0.5, "{vh:?}");
+    assert!(!vs.top_tokens.is_empty());
+}

@@ -19,7 +19,7 @@ pub mod input;
 pub mod model;
 pub mod tokenize;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use mail_parser::Message;
 
@@ -65,6 +65,39 @@ pub enum ModelError {
     Entry { n: u64 },
     #[error("{bytes} unexpected bytes after the model entries")]
     Trailing { bytes: usize },
+}
+
+/// The model file's name inside the data directory.
+pub const MODEL_FILE: &str = "model.bin";
+
+/// The default model compiled into the binary (`models/default.bin`, built by
+/// `scripts/train-default-model`), so a fresh install classifies from the
+/// start.
+pub fn builtin_model() -> Model {
+    // The file is produced and checked by the repository's own script; a
+    // damaged copy would fail the test suite, and an empty model here only
+    // keeps the symbols silent.
+    Model::from_bytes(include_bytes!("../../models/default.bin"))
+        .unwrap_or_else(|_| Model::new(model::DEFAULT_BITS, true))
+}
+
+/// Where a model comes from, for logs and `outscore check`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSource {
+    File(PathBuf),
+    Builtin,
+}
+
+/// The model the daemon uses: `<data_dir>/model.bin` when it exists (trained
+/// or imported by the operator), else the built-in default. A model file that
+/// exists but cannot be read is an error, not a silent fallback.
+pub fn load_model(data_dir: &Path) -> Result<(Model, ModelSource), ModelError> {
+    let path = data_dir.join(MODEL_FILE);
+    if path.exists() {
+        Ok((Model::load(&path)?, ModelSource::File(path)))
+    } else {
+        Ok((builtin_model(), ModelSource::Builtin))
+    }
 }
 
 /// The classifier's answer for one message.
