@@ -75,7 +75,7 @@ struct TrainArgs {
     /// Add to the existing model at the output path instead of starting empty.
     #[arg(long)]
     update: bool,
-    /// Table size as a power of two (memory: 12 bytes per bucket).
+    /// Table size as a power of two (memory: 9 bytes per bucket).
     #[arg(long, default_value_t = outscore::classifier::model::DEFAULT_BITS)]
     bits: u8,
     /// Words only, no word pairs (smaller, less accurate).
@@ -216,9 +216,13 @@ fn train(config: &Config, args: TrainArgs) -> anyhow::Result<()> {
 fn print_model_stats(path: &Path) {
     use outscore::classifier::{Model, MIN_LEARNED};
     if !path.exists() {
+        let st = outscore::classifier::builtin_model().stats();
         println!(
-            "model: none at {} (BAYES_SPAM/BAYES_HAM will not fire)",
-            path.display()
+            "model: none at {}; the built-in default model is used ({} spam, {} ham, {} tokens)",
+            path.display(),
+            st.spam_messages,
+            st.ham_messages,
+            st.buckets_used
         );
         return;
     }

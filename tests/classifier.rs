@@ -308,7 +308,7 @@ fn train_cli_defaults_to_the_data_dir_and_check_reports_the_model() {
         assert!(run.status.success(), "{stdout}");
         assert!(stdout.contains(expect), "{expect:?} not in {stdout}");
     };
-    check("model: none");
+    check("the built-in default model is used");
     let run = Command::new(bin)
         .args(["train", "-c"])
         .arg(&conf)

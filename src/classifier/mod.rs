@@ -6,7 +6,7 @@
 //!
 //! ```no_run
 //! use outscore::classifier::{Classifier, Model};
-//! let mut model = Model::new(20, true);
+//! let model = Model::new(20, true);
 //! let c = Classifier::new(model);
 //! if let Some(v) = c.classify(b"Subject: hi\r\n\r\nhello") {
 //!     for s in outscore::classifier::symbols(&v) {
