@@ -384,3 +384,35 @@ fn builtin_default_model_is_ready_and_used_without_a_model_file() {
     assert!(vh.probability < 0.5, "{vh:?}");
     assert!(!vs.top_tokens.is_empty());
 }
+
+mod robustness {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// Any text tokenizes without panicking, and every token is normalised
+        /// (no upper case, no invisible characters).
+        #[test]
+        fn tokenizer_takes_any_text(text in "\\PC{0,200}") {
+            const ZWSP: char = '\u{200B}';
+            for t in text_tokens(&text, true) {
+                prop_assert!(!t.chars().any(|c| c.is_uppercase() && c.to_lowercase().next() != Some(c)));
+                prop_assert!(!t.contains(ZWSP), "zero-width space kept");
+            }
+        }
+
+        /// Arbitrary bytes never panic the decoder or the classifier.
+        #[test]
+        fn decoder_and_classifier_take_any_bytes(data in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = Model::from_bytes(&data);
+            let mut framed = b"OSBAYES\0\x01\0\0\0".to_vec();
+            framed.extend_from_slice(&data);
+            let _ = Model::from_bytes(&framed);
+            static C: std::sync::OnceLock<Classifier> = std::sync::OnceLock::new();
+            let c = C.get_or_init(|| Classifier::new(outscore::classifier::builtin_model()));
+            let _ = c.classify(&data);
+        }
+    }
+}
