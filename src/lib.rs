@@ -26,12 +26,14 @@
 //! | [`auth`]    | SPF and DMARC policy over DNS, accounts directory      | milter, scoring |
 //! | [`scoring`] | weights from `scores/`, group caps, the report type    | I/O             |
 //! | [`store`]   | reports, account state, counters (SQLite/PostgreSQL)   | milter          |
+//! | [`classifier`]| learned naive Bayes: message → spam probability, BAYES_* | weights, store |
 //! | [`config`]  | `outscore.toml` → validated [`config::Config`]         | sockets         |
 //! | [`scan`]    | offline corpus scoring, summary, baseline diff         | sockets, store  |
 //!
 //! Only `main.rs` picks concrete implementations.
 
 pub mod auth;
+pub mod classifier;
 pub mod config;
 pub mod envelope;
 pub mod message;

@@ -79,6 +79,37 @@ enum Cmd {
     /// 2 usage or input error (unreadable file, bad manifest or baseline),
     /// 64 invalid scores/ directory.
     Scan(ScanArgs),
+    /// Train the content classifier (BAYES_SPAM / BAYES_HAM) from labelled
+    /// mail: .eml files, directories (recursive), mbox files, manifests.
+    Train(TrainArgs),
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// Configuration file (for the data directory).
+    #[arg(long, short, env = "OUTSCORE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Spam: .eml files, directories, mbox files. Repeatable.
+    #[arg(long, num_args = 1..)]
+    spam: Vec<PathBuf>,
+    /// Ham: .eml files, directories, mbox files. Repeatable.
+    #[arg(long, num_args = 1..)]
+    ham: Vec<PathBuf>,
+    /// Labelled manifest: `path<TAB>spam|ham[<TAB>…]` per line. Repeatable.
+    #[arg(long)]
+    manifest: Vec<PathBuf>,
+    /// Model file to write; default `<data_dir>/model.bin`.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Add to the existing model at the output path instead of starting empty.
+    #[arg(long)]
+    update: bool,
+    /// Table size as a power of two (memory: 9 bytes per bucket).
+    #[arg(long, default_value_t = outscore::classifier::model::DEFAULT_BITS)]
+    bits: u8,
+    /// Words only, no word pairs (smaller, less accurate).
+    #[arg(long)]
+    no_bigrams: bool,
 }
 
 /// Where the store is: the configuration file, or a data dir override.
@@ -273,6 +304,7 @@ fn main() -> ExitCode {
                 .and_then(|c| Policy::from_config(&c).map(|_| c));
             match loaded {
                 Ok(c) => {
+                    print_model_stats(&c.data_dir.join(MODEL_FILE));
                     println!(
                         "configuration OK ({}); scores: {}",
                         c.source
@@ -296,6 +328,114 @@ fn main() -> ExitCode {
         }
         Cmd::Purge { store } => run_store_command(&store, purge_command),
         Cmd::Scan(args) => scan(args),
+        Cmd::Train(args) => {
+            let config = match load_config(args.config.as_deref(), &[], None) {
+                Ok(c) => c,
+                Err(errors) => return config_failure(&errors),
+            };
+            match train(&config, args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("outscore train: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// The classifier model's file name inside the data directory.
+const MODEL_FILE: &str = "model.bin";
+
+fn train(config: &Config, args: TrainArgs) -> anyhow::Result<()> {
+    use outscore::classifier::{input, Classifier, Model};
+    let out = args.out.unwrap_or_else(|| config.data_dir.join(MODEL_FILE));
+    let model = if args.update && out.exists() {
+        Model::load(&out)?
+    } else {
+        Model::new(args.bits, !args.no_bigrams)
+    };
+    let mut classifier = Classifier::new(model);
+    let mut labelled: Vec<(PathBuf, bool)> = Vec::new();
+    for (paths, is_spam) in [(&args.spam, true), (&args.ham, false)] {
+        for f in input::files(paths)? {
+            labelled.push((f, is_spam));
+        }
+    }
+    for m in &args.manifest {
+        for row in input::manifest(m)? {
+            labelled.push((row.path, row.is_spam));
+        }
+    }
+    if labelled.is_empty() {
+        anyhow::bail!("nothing to learn: give --spam, --ham or --manifest");
+    }
+    let (mut spam, mut ham, mut skipped) = (0u64, 0u64, 0u64);
+    for (path, is_spam) in &labelled {
+        let data =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        for raw in input::split_messages(&data) {
+            if classifier.add(raw, *is_spam) {
+                if *is_spam {
+                    spam += 1;
+                } else {
+                    ham += 1;
+                }
+            } else {
+                skipped += 1;
+            }
+        }
+    }
+    classifier.finish();
+    let mut model = classifier.into_model();
+    // Reproducible builds (scripts/train-default-model) pin the timestamp.
+    if let Some(t) = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.parse::<i64>().ok())
+    {
+        model.set_trained_at(t);
+    }
+    model.save(&out)?;
+    println!(
+        "learned {spam} spam and {ham} ham ({skipped} unparsable skipped); wrote {}",
+        out.display()
+    );
+    print_model_stats(&out);
+    Ok(())
+}
+
+/// One line about the classifier model, or a note that there is none.
+fn print_model_stats(path: &Path) {
+    use outscore::classifier::{Model, MIN_LEARNED};
+    if !path.exists() {
+        let st = outscore::classifier::builtin_model().stats();
+        println!(
+            "model: none at {}; the built-in default model is used ({} spam, {} ham, {} tokens)",
+            path.display(),
+            st.spam_messages,
+            st.ham_messages,
+            st.buckets_used
+        );
+        return;
+    }
+    match Model::load(path) {
+        Ok(m) => {
+            let st = m.stats();
+            let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            let age_h = (chrono::Utc::now().timestamp() - st.trained_at).max(0) as f64 / 3600.0;
+            let ready = st.spam_messages >= MIN_LEARNED && st.ham_messages >= MIN_LEARNED;
+            println!(
+                "model: {} ({size} bytes, trained {age_h:.1} h ago): {} spam, {} ham, {} tokens in 2^{} buckets{}{}",
+                path.display(),
+                st.spam_messages,
+                st.ham_messages,
+                st.buckets_used,
+                st.bits,
+                if st.bigrams { ", word pairs" } else { "" },
+                if ready { "" } else { "; too few messages learned, symbols will not fire" }
+            );
+        }
+        Err(e) => println!("model: {}: {e}", path.display()),
     }
 }
 
@@ -923,6 +1063,10 @@ async fn serve(config: Config, engine: Engine) -> anyhow::Result<()> {
         outscore::notify::WorkerOptions::default(),
         notify_stop.clone(),
     ));
+    let (model, source) = outscore::classifier::load_model(&config.data_dir)
+        .context("cannot load the classifier model")?;
+    info!(model = ?source, "classifier model loaded");
+    let classifier = outscore::classifier::Classifier::new(model);
     let pipeline = Arc::new(
         Pipeline::new(
             engine,
@@ -933,7 +1077,8 @@ async fn serve(config: Config, engine: Engine) -> anyhow::Result<()> {
         )
         .with_identity(Arc::new(identity))
         .with_reports(reports)
-        .with_enforcer(enforcer),
+        .with_enforcer(enforcer)
+        .with_classifier(classifier),
     );
     let shutdown = CancellationToken::new();
     spawn_signal_handlers(shutdown.clone(), pipeline.clone(), config.clone())?;
@@ -976,6 +1121,13 @@ fn spawn_signal_handlers(
                     match load_engine(&config) {
                         Ok(engine) => { pipeline.replace_engine(engine); info!("SIGHUP: rules reloaded"); }
                         Err(errors) => warn!(errors = %errors, "SIGHUP: reload failed; keeping the rules in force"),
+                    }
+                    match outscore::classifier::load_model(&config.data_dir) {
+                        Ok((model, source)) => {
+                            pipeline.replace_classifier(outscore::classifier::Classifier::new(model));
+                            info!(model = ?source, "SIGHUP: classifier model reloaded");
+                        }
+                        Err(e) => warn!(error = %e, "SIGHUP: model reload failed; keeping the model in force"),
                     }
                 }
             }

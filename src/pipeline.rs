@@ -8,6 +8,7 @@ use arc_swap::ArcSwap;
 use tracing::{info, warn};
 
 use crate::auth::identity::IdentityChecker;
+use crate::classifier::{self, Classifier};
 use crate::envelope::Envelope;
 use crate::milter::{Decision, EomVerdict, Filter, FilterError, HeaderEdit, Message, SmtpReply};
 use crate::policy::service::Enforcer;
@@ -33,6 +34,7 @@ pub struct Pipeline {
     identity: Option<Arc<IdentityChecker>>,
     reports: Option<ReportSink>,
     enforcer: Option<Arc<StoreEnforcer>>,
+    classifier: ArcSwap<Option<Classifier>>,
     options: PipelineOptions,
 }
 
@@ -43,6 +45,7 @@ impl Pipeline {
             identity: None,
             reports: None,
             enforcer: None,
+            classifier: ArcSwap::from_pointee(None),
             options,
         }
     }
@@ -64,6 +67,17 @@ impl Pipeline {
     pub fn with_enforcer(mut self, enforcer: Arc<StoreEnforcer>) -> Pipeline {
         self.enforcer = Some(enforcer);
         self
+    }
+
+    /// Score content with a learned model too (BAYES_SPAM / BAYES_HAM).
+    pub fn with_classifier(self, classifier: Classifier) -> Pipeline {
+        self.replace_classifier(classifier);
+        self
+    }
+
+    /// Swap in a reloaded model.
+    pub fn replace_classifier(&self, classifier: Classifier) {
+        self.classifier.store(Arc::new(Some(classifier)));
     }
 
     /// Swap in a reloaded rule set; messages in flight finish with the old one.
@@ -259,7 +273,7 @@ impl Filter for Pipeline {
         message: Message,
     ) -> Result<EomVerdict, FilterError> {
         let engine = self.engine.load_full();
-        let external: Vec<ExternalSymbol> = match &self.identity {
+        let mut external: Vec<ExternalSymbol> = match &self.identity {
             Some(identity) => identity
                 .check(&envelope, &message.raw)
                 .await
@@ -273,6 +287,19 @@ impl Filter for Pipeline {
                 .collect(),
             None => Vec::new(),
         };
+        if let Some(classifier) = self.classifier.load().as_ref() {
+            let verdict = classifier.classify(&message.raw);
+            external.extend(
+                verdict
+                    .iter()
+                    .flat_map(classifier::symbols)
+                    .map(|s| ExternalSymbol {
+                        name: s.name.to_string(),
+                        factor: s.factor,
+                        evidence: s.evidence,
+                    }),
+            );
+        }
         let report = engine.scan_with(&envelope, &message.raw, &external);
         let reject_score = engine.reject_score_for(&envelope);
         let mut stored = StoredReport::new(envelope, report, None, "", message.raw.to_vec());
