@@ -667,15 +667,25 @@ fn scan(args: ScanArgs) -> ExitCode {
     use outscore::scan::{self, output, Baseline, Scanner, Summary};
     use std::io::{IsTerminal, Write};
 
-    let engine = load_config(args.config.as_deref(), &[], None).and_then(|mut config| {
+    // The daemon's rules, tier table and classifier model.
+    let loaded = load_config(args.config.as_deref(), &[], None).and_then(|mut config| {
         if let Some(dir) = &args.scores {
             config.scoring.scores_dir = Some(dir.clone());
         }
-        load_engine(&config)
+        let engine = load_engine(&config)?;
+        let tiers = outscore::policy::TierTable::load_dir(config.scoring.scores_dir.as_deref())?;
+        Ok((config, engine, tiers))
     });
-    let engine = match engine {
-        Ok(e) => e,
+    let (config, engine, tiers) = match loaded {
+        Ok(l) => l,
         Err(errors) => return config_failure(&errors),
+    };
+    let model = match outscore::classifier::load_model(&config.data_dir) {
+        Ok((model, _)) => model,
+        Err(e) => {
+            eprintln!("outscore scan: classifier model: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
     };
     let input_error = |e: &dyn std::fmt::Display| {
         eprintln!("outscore scan: {e}");
@@ -699,7 +709,9 @@ fn scan(args: ScanArgs) -> ExitCode {
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
-    let scanner = Scanner::new(engine);
+    let scanner = Scanner::new(engine)
+        .with_classifier(outscore::classifier::Classifier::new(model))
+        .with_tiers(tiers);
     let show_progress = std::io::stderr().is_terminal();
     let started = std::time::Instant::now();
     let outcomes = scan::score_all(&scanner, &items, threads, |done, total| {

@@ -75,6 +75,24 @@ impl Pipeline {
         self
     }
 
+    /// BAYES_SPAM / BAYES_HAM for a message, when a model is loaded.
+    pub fn classifier_symbols(&self, raw: &[u8]) -> Vec<ExternalSymbol> {
+        let guard = self.classifier.load();
+        let Some(classifier) = Option::as_ref(&**guard) else {
+            return Vec::new();
+        };
+        classifier
+            .classify(raw)
+            .iter()
+            .flat_map(classifier::symbols)
+            .map(|s| ExternalSymbol {
+                name: s.name.to_string(),
+                factor: s.factor,
+                evidence: s.evidence,
+            })
+            .collect()
+    }
+
     /// Swap in a reloaded model.
     pub fn replace_classifier(&self, classifier: Classifier) {
         self.classifier.store(Arc::new(Some(classifier)));
@@ -287,19 +305,7 @@ impl Filter for Pipeline {
                 .collect(),
             None => Vec::new(),
         };
-        if let Some(classifier) = self.classifier.load().as_ref() {
-            let verdict = classifier.classify(&message.raw);
-            external.extend(
-                verdict
-                    .iter()
-                    .flat_map(classifier::symbols)
-                    .map(|s| ExternalSymbol {
-                        name: s.name.to_string(),
-                        factor: s.factor,
-                        evidence: s.evidence,
-                    }),
-            );
-        }
+        external.extend(self.classifier_symbols(&message.raw));
         let report = engine.scan_with(&envelope, &message.raw, &external);
         let reject_score = engine.reject_score_for(&envelope);
         let mut stored = StoredReport::new(envelope, report, None, "", message.raw.to_vec());

@@ -24,9 +24,11 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::classifier::Classifier;
 use crate::envelope::Envelope;
 use crate::milter::{Decision, EomVerdict};
 use crate::pipeline::{Pipeline, PipelineOptions};
+use crate::policy::{History, Scored, TierTable};
 use crate::scoring::{Engine, ScanReport};
 
 pub use baseline::{Baseline, Comparison};
@@ -130,7 +132,7 @@ pub struct Outcome {
     pub id: String,
     pub label: Option<Label>,
     pub score: f64,
-    /// L-SPAM tier, once the tier table is part of the pipeline.
+    /// L-SPAM tier a first offence gets (no account history offline).
     pub tier: Option<String>,
     pub action: Action,
     pub symbols: Vec<SymbolHit>,
@@ -174,6 +176,7 @@ impl Outcome {
 pub struct Scanner {
     engine: Engine,
     pipeline: Pipeline,
+    tiers: Option<TierTable>,
 }
 
 impl Scanner {
@@ -185,7 +188,24 @@ impl Scanner {
                 header_prefix: "X-Outscore".into(),
             },
         );
-        Scanner { engine, pipeline }
+        Scanner {
+            engine,
+            pipeline,
+            tiers: None,
+        }
+    }
+
+    /// Score content with the daemon's classifier model too.
+    pub fn with_classifier(mut self, classifier: Classifier) -> Scanner {
+        self.pipeline = self.pipeline.with_classifier(classifier);
+        self
+    }
+
+    /// Name the tier each message would get as a first offence (an account
+    /// with no history): the daemon's tier table with an empty history.
+    pub fn with_tiers(mut self, tiers: TierTable) -> Scanner {
+        self.tiers = Some(tiers);
+        self
     }
 
     pub fn reject_score(&self) -> f64 {
@@ -208,14 +228,25 @@ impl Scanner {
         outcome.envelope = EnvelopeShown::of(&envelope);
         let started = Instant::now();
         let scored = catch_unwind(AssertUnwindSafe(|| {
-            let report = self.engine.scan(&envelope, &raw);
+            let external = self.pipeline.classifier_symbols(&raw);
+            let report = self.engine.scan_with(&envelope, &raw, &external);
             let threshold = self.engine.reject_score_for(&envelope);
             let verdict = self.pipeline.verdict_at(&report, threshold, "-");
-            (report, verdict)
+            let tier = self.tiers.as_ref().and_then(|tiers| {
+                let names: Vec<&str> = report.symbols.iter().map(|s| s.name.as_str()).collect();
+                let scored = Scored {
+                    score: report.score,
+                    reject_score: threshold,
+                    symbols: &names,
+                };
+                tiers.evaluate(&scored, &History::default())
+            });
+            (report, verdict, tier)
         }));
         outcome.scan_us = started.elapsed().as_micros() as u64;
         match scored {
-            Ok((report, verdict)) => {
+            Ok((report, verdict, tier)) => {
+                outcome.tier = tier.map(|t| t.tier.to_string());
                 fill(&mut outcome, report);
                 outcome.action = Action::of(&verdict);
             }
