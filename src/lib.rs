@@ -26,6 +26,7 @@
 //! | [`auth`]    | SPF and DMARC policy over DNS, accounts directory      | milter, scoring |
 //! | [`scoring`] | weights from `scores/`, group caps, the report type    | I/O             |
 //! | [`store`]   | reports, account state, counters (SQLite/PostgreSQL)   | milter          |
+//! | [`http`]    | review API, pages, metrics over the store             | milter, scoring rules |
 //! | [`config`]  | `outscore.toml` → validated [`config::Config`]         | sockets         |
 //!
 //! Only `main.rs` picks concrete implementations.
@@ -33,6 +34,7 @@
 pub mod auth;
 pub mod config;
 pub mod envelope;
+pub mod http;
 pub mod message;
 pub mod milter;
 pub mod pipeline;

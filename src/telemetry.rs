@@ -48,9 +48,25 @@ pub static PROTOCOL_ERRORS: Counter = Counter::new(
     "Connections closed on a malformed packet or protocol error",
 );
 
+pub static HTTP_AUTH_FAILURES: Counter = Counter::new(
+    "outscore_http_auth_failures_total",
+    "Review API requests and logins refused for a bad credential",
+);
+pub static HTTP_ACCOUNT_ACTIONS: Counter = Counter::new(
+    "outscore_http_account_actions_total",
+    "Account actions (unblock, suspend, lift, password reset) done through the review interface",
+);
+
 /// Every counter, for exposition.
-pub fn counters() -> [&'static Counter; 4] {
-    [&CONNECTIONS, &MESSAGES, &FILTER_FAILURES, &PROTOCOL_ERRORS]
+pub fn counters() -> [&'static Counter; 6] {
+    [
+        &CONNECTIONS,
+        &MESSAGES,
+        &FILTER_FAILURES,
+        &PROTOCOL_ERRORS,
+        &HTTP_AUTH_FAILURES,
+        &HTTP_ACCOUNT_ACTIONS,
+    ]
 }
 
 /// Install the global tracing subscriber. `RUST_LOG` overrides the level.

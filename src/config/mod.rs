@@ -92,6 +92,16 @@ struct RawFile {
     spf: RawSpf,
     #[serde(default)]
     identity: RawIdentity,
+    #[serde(default)]
+    http: RawHttp,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    enabled: Option<bool>,
+    listen: Option<String>,
+    session_hours: Option<toml::Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -336,6 +346,27 @@ pub struct Config {
     pub log: LogConfig,
     pub spf: SpfConfig,
     pub identity: IdentityConfig,
+    pub http: HttpConfig,
+}
+
+/// `[http]`: the review API and pages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpConfig {
+    pub enabled: bool,
+    /// Loopback by default: put a TLS proxy in front to publish it.
+    pub listen: std::net::SocketAddr,
+    /// How long a page login lasts.
+    pub session_ttl: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            enabled: true,
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 11334)),
+            session_ttl: Duration::from_secs(8 * 3600),
+        }
+    }
 }
 
 impl Default for Config {
@@ -349,6 +380,7 @@ impl Default for Config {
             log: LogConfig::default(),
             spf: SpfConfig::default(),
             identity: IdentityConfig::default(),
+            http: HttpConfig::default(),
         }
     }
 }
@@ -410,6 +442,7 @@ impl Config {
         validate_milter(raw.milter, &mut config.milter, &mut errors);
         config.scoring.scores_dir = raw.scoring.scores_dir.map(PathBuf::from);
         validate_store(raw.store, &mut config.store, &mut errors);
+        validate_http(raw.http, &mut config.http, &mut errors);
         if let Some(format) = raw.log.format {
             config.log.format = format;
         }
@@ -616,6 +649,24 @@ fn validate_store(raw: RawStore, into: &mut StoreConfig, errors: &mut Errors<'_>
         "store.purge_interval",
         &mut into.purge_interval,
     );
+}
+
+fn validate_http(raw: RawHttp, into: &mut HttpConfig, errors: &mut Errors<'_>) {
+    if let Some(enabled) = raw.enabled {
+        into.enabled = enabled;
+    }
+    if let Some(listen) = raw.listen {
+        match listen.parse() {
+            Ok(addr) => into.listen = addr,
+            Err(_) => errors.push(
+                None,
+                format!("http.listen must be IP:PORT (e.g. 127.0.0.1:11334), got {listen:?}"),
+            ),
+        }
+    }
+    if let Some(hours) = errors.positive(raw.session_hours, "http.session_hours", 24 * 30) {
+        into.session_ttl = Duration::from_secs(hours as u64 * 3600);
+    }
 }
 
 fn validate_spf(raw: RawSpf, into: &mut SpfConfig, errors: &mut Errors<'_>) {
