@@ -22,7 +22,7 @@ use super::{db, ApiError, AppState};
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;color:#222}\
 nav{background:#263238;padding:.6em 1em}nav a{color:#fff;margin-right:1.2em;text-decoration:none}\
 nav form{display:inline;float:right}nav span{color:#cfd8dc;margin-right:1em;float:right}\
-main{padding:1em 1.5em}table{border-collapse:collapse;width:100%}\
+main{padding:1em 1.5em}table{border-collapse:collapse;width:100%}table.kv{width:auto;min-width:40%}\
 th,td{border-bottom:1px solid #ddd;padding:.3em .5em;text-align:left;vertical-align:top}\
 th{background:#eceff1}tr.refused td{background:#fff3f3}.score{font-weight:bold;text-align:right}\
 .ok{background:#e8f5e9;border:2px solid #2e7d32;color:#1b5e20;padding:1em;margin:1em 0}\
@@ -271,7 +271,7 @@ pub async fn report(
     let mut body = String::new();
     let _ = write!(
         body,
-        "<table class=\"summary\"><tr><th>Spam Score</th><td class=\"score\">{:.2}</td></tr>\
+        "<table class=\"kv\"><tr><th>Spam Score</th><td class=\"score\">{:.2}</td></tr>\
          <tr><th>Tier</th><td>{}</td></tr><tr><th>Action</th><td>{}</td></tr>\
          <tr><th>Time</th><td>{}</td></tr><tr><th>Account</th><td>{}</td></tr>\
          <tr><th>Report id</th><td>{}</td></tr></table>",
@@ -281,30 +281,6 @@ pub async fn report(
         time(&r.created_at),
         opt(&r.account),
         esc(r.id.as_str()),
-    );
-    let _ = write!(
-        body,
-        "<h2>Envelope</h2><table><tr><th>Client</th><td>{} [{}]</td></tr><tr><th>HELO</th><td>{}</td></tr>\
-         <tr><th>Login</th><td>{}</td></tr><tr><th>MAIL FROM</th><td>{}</td></tr><tr><th>RCPT TO</th><td>{}</td></tr>\
-         <tr><th>Queue id</th><td>{}</td></tr></table>",
-        esc(&env.client.hostname),
-        env.client.addr.map(|a| a.to_string()).unwrap_or_default(),
-        opt(&env.client.helo),
-        opt(&env.auth_login),
-        esc(&env.mail_from),
-        esc(&env.rcpts.join(", ")),
-        opt(&env.queue_id),
-    );
-    let m = &r.report.message;
-    let _ = write!(
-        body,
-        "<h2>Headers</h2><table><tr><th>From</th><td>{}</td></tr><tr><th>To</th><td>{}</td></tr>\
-         <tr><th>Subject</th><td>{}</td></tr><tr><th>Message-ID</th><td>{}</td></tr><tr><th>Date</th><td>{}</td></tr></table>",
-        opt(&m.from),
-        esc(&m.to.join(", ")),
-        opt(&m.subject),
-        opt(&m.message_id),
-        opt(&m.date),
     );
     let mut terms: Vec<String> = Vec::new();
     body.push_str(
@@ -349,6 +325,30 @@ pub async fn report(
             "<h2>Message</h2><p class=\"muted\">Message content is hidden for the viewer role.</p>",
         ),
     }
+    let _ = write!(
+        body,
+        "<h2>Envelope</h2><table class=\"kv\"><tr><th>Client</th><td>{} [{}]</td></tr><tr><th>HELO</th><td>{}</td></tr>\
+         <tr><th>Login</th><td>{}</td></tr><tr><th>MAIL FROM</th><td>{}</td></tr><tr><th>RCPT TO</th><td>{}</td></tr>\
+         <tr><th>Queue id</th><td>{}</td></tr></table>",
+        esc(&env.client.hostname),
+        env.client.addr.map(|a| a.to_string()).unwrap_or_default(),
+        opt(&env.client.helo),
+        opt(&env.auth_login),
+        esc(&env.mail_from),
+        esc(&env.rcpts.join(", ")),
+        opt(&env.queue_id),
+    );
+    let m = &r.report.message;
+    let _ = write!(
+        body,
+        "<h2>Headers</h2><table class=\"kv\"><tr><th>From</th><td>{}</td></tr><tr><th>To</th><td>{}</td></tr>\
+         <tr><th>Subject</th><td>{}</td></tr><tr><th>Message-ID</th><td>{}</td></tr><tr><th>Date</th><td>{}</td></tr></table>",
+        opt(&m.from),
+        esc(&m.to.join(", ")),
+        opt(&m.subject),
+        opt(&m.message_id),
+        opt(&m.date),
+    );
     if let Some(account) = &r.account {
         let _ = write!(
             body,
