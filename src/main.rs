@@ -514,6 +514,7 @@ async fn serve(config: Config, engine: Engine) -> anyhow::Result<()> {
     let (reports, writer) =
         store::spawn_writer(store.clone(), &config).context("cannot start the report writer")?;
     let purger = store::spawn_purger(store.clone(), &config);
+    let reports_for_http = reports.clone();
     let pipeline = Arc::new(
         Pipeline::new(
             engine,
@@ -530,6 +531,8 @@ async fn serve(config: Config, engine: Engine) -> anyhow::Result<()> {
     let http = if config.http.enabled {
         let mut state = http::AppState::new(store.clone());
         state.session_ttl = config.http.session_ttl;
+        state.reports = Some(reports_for_http);
+        state.spool_dir = Some(writer.spool().dir().to_path_buf());
         let listener = tokio::net::TcpListener::bind(config.http.listen)
             .await
             .with_context(|| format!("cannot listen on {} ([http] listen)", config.http.listen))?;

@@ -168,6 +168,22 @@ async fn probes_and_metrics_need_no_credential(store: &Store) {
     ] {
         assert!(body.contains(name), "metrics lack {name:?}:\n{body}");
     }
+    // Verdicts by action and tier, and the scan latency histogram.
+    outscore::telemetry::record_verdict("reject", Some("L-SPAM20"), 1_200);
+    outscore::telemetry::record_verdict("accept", None, 300);
+    let (_, body) = get(&app, "/metrics", None).await;
+    for line in [
+        "outscore_verdicts_total{action=\"reject\",tier=\"L-SPAM20\"} ",
+        "outscore_verdicts_total{action=\"accept\",tier=\"none\"} ",
+        "# TYPE outscore_scan_seconds histogram",
+        "outscore_scan_seconds_bucket{le=\"0.0025\"} ",
+        "outscore_scan_seconds_bucket{le=\"+Inf\"} ",
+        "outscore_scan_seconds_count ",
+    ] {
+        assert!(body.contains(line), "metrics lack {line:?}:\n{body}");
+    }
+    // Nothing that names an account or a keyword.
+    assert!(!body.contains('@'));
     // A closed store is not ready.
     store.close().await;
     assert_eq!(

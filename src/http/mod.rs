@@ -24,7 +24,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{Store, StoreError};
+use std::path::PathBuf;
+
+use crate::store::{ReportSink, Store, StoreError};
 
 pub use auth::{Principal, Role};
 
@@ -36,6 +38,10 @@ pub struct AppState {
     pub session_ttl: Duration,
     /// Mark the session cookie `Secure` (set when served behind TLS).
     pub secure_cookie: bool,
+    /// The daemon's report queue, for the queue depth metric.
+    pub reports: Option<ReportSink>,
+    /// The report spool, for the spool size metric.
+    pub spool_dir: Option<PathBuf>,
 }
 
 impl AppState {
@@ -45,6 +51,8 @@ impl AppState {
             sessions: Arc::default(),
             session_ttl: Duration::from_secs(8 * 3600),
             secure_cookie: false,
+            reports: None,
+            spool_dir: None,
         }
     }
 }
