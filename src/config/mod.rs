@@ -760,6 +760,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn http_section() {
+        let c = Config::parse(Path::new("x.toml"), "").unwrap();
+        assert!(c.http.enabled);
+        assert!(c.http.listen.ip().is_loopback());
+        assert_eq!(c.http.listen.port(), 11334);
+        let c = Config::parse(
+            Path::new("x.toml"),
+            "[http]\nenabled = false\nlisten = \"[::1]:8080\"\nsession_hours = 2\n",
+        )
+        .unwrap();
+        assert!(!c.http.enabled);
+        assert_eq!(c.http.listen.to_string(), "[::1]:8080");
+        assert_eq!(c.http.session_ttl, Duration::from_secs(7200));
+        let errors = Config::parse(
+            Path::new("x.toml"),
+            "[http]\nlisten = \"localhost\"\nsession_hours = 0\n",
+        )
+        .unwrap_err();
+        assert_eq!(errors.0.len(), 2, "{errors}");
+        assert!(errors.to_string().contains("http.listen"));
+    }
+
+    #[test]
     fn empty_file_gives_defaults() {
         let c = Config::parse(Path::new("x.toml"), "").unwrap();
         assert_eq!(c.milter, MilterConfig::default());
