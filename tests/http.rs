@@ -780,3 +780,61 @@ async fn default_credentials_hash_with_many_rounds() {
     let (other, _) = outscore::http::auth::new_credential("ops", Role::Abuse);
     assert_ne!(record.salt, other.salt);
 }
+
+/// `outscore user add` prints a secret once; it logs in and works as a
+/// token against the same store; `user remove` ends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_cli_creates_a_working_credential() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_outscore"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env_remove("OUTSCORE_CONFIG")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = run(&["user", "add", "ops", "--role", "abuse"]);
+    assert_eq!(code, Some(0), "{out}");
+    let token = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("API token:"))
+        .and_then(|l| l.trim().strip_prefix("Authorization: Bearer "))
+        .expect("token printed")
+        .to_string();
+    let secret = token.strip_prefix("ops:").unwrap().to_string();
+    assert_eq!(
+        run(&["user", "add", "bad name", "--role", "abuse"]).0,
+        Some(1)
+    );
+    assert_eq!(run(&["user", "add", "x", "--role", "root"]).0, Some(1));
+    assert_eq!(
+        run(&["user", "list"]),
+        (Some(0), "ops\tabuse\n".to_string())
+    );
+
+    let url = format!("sqlite://{}", dir.path().join("outscore.db").display());
+    let store = Store::connect(&url, options()).await.unwrap();
+    let stored = db::user(&store, "ops").await.unwrap().unwrap();
+    assert!(stored.iterations >= 10_000 && !stored.hash.contains(&secret));
+    let app = app(AppState::new(store.clone()));
+    assert_eq!(
+        get(&app, "/api/v1/accounts", Some(&token)).await.0,
+        StatusCode::OK
+    );
+    assert!(login(&app, "ops", &secret).await.is_ok());
+    assert_eq!(run(&["user", "remove", "ops"]).0, Some(0));
+    assert_eq!(run(&["user", "remove", "ops"]).0, Some(1));
+    // A fresh app (no token cache) no longer accepts it.
+    let app = outscore::http::app(AppState::new(store.clone()));
+    assert_eq!(
+        get(&app, "/api/v1/accounts", Some(&token)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    store.close().await;
+}
