@@ -578,7 +578,7 @@ async fn account_actions_obey_the_rules_and_are_audited(store: &Store) {
         actions,
         [
             ("alice", "lift_refused"),
-            ("alice", "lift"),
+            ("alice", "unblock"),
             ("alice", "unblock_refused"),
             ("alice", "suspend"),
             ("alice", "unblock"),
@@ -587,6 +587,18 @@ async fn account_actions_obey_the_rules_and_are_audited(store: &Store) {
     );
     let last = &audit["entries"][4];
     assert_eq!(last["detail"]["reason"], "customer cleaned the PC");
+    assert_eq!(last["detail"]["from"], "suspended");
+    assert_eq!(last["detail"]["self_service"], true);
+    let lift = &audit["entries"][1];
+    assert_eq!(
+        (
+            lift["detail"]["self_service"].as_bool(),
+            lift["detail"]["via"].as_str()
+        ),
+        (Some(false), Some("lift"))
+    );
+    let dave = get_json(&app, "/api/v1/audit?account=dave@example.com", VIEWER).await;
+    assert_eq!(dave["entries"][0]["action"], "reset_done");
     assert!(last["at"].is_string());
 }
 

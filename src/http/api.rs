@@ -462,14 +462,20 @@ pub async fn perform(
         let detail = serde_json::to_value(&why).unwrap_or_default();
         return refuse(why.to_string(), detail).await;
     };
-    audit(
-        state,
-        who,
-        Some(account.clone()),
-        &action.replace('-', "_"),
-        json!({"reason": reason, "from": status.as_str(), "to": new_state.status.as_str()}),
-    )
-    .await?;
+    // Audit names and details as the policy reads them back for the
+    // account's history: `reset_done`, `unblock` (with `from`), `suspend`.
+    let (verb, self_service) = match action {
+        "unblock" => ("unblock", Some(true)),
+        "lift" => ("unblock", Some(false)),
+        "password-reset-done" => ("reset_done", None),
+        _ => ("suspend", None),
+    };
+    let mut detail = json!({"reason": reason, "from": status.as_str(), "to": new_state.status.as_str(), "via": action});
+    if let Some(self_service) = self_service {
+        detail["self_service"] = json!(self_service);
+        detail["tier"] = json!(current.as_ref().and_then(|s| s.tier.clone()));
+    }
+    audit(state, who, Some(account.clone()), verb, detail).await?;
     crate::telemetry::HTTP_ACCOUNT_ACTIONS.incr();
     tracing::info!(actor = %who.user, account = %account, action, "account action");
     Ok(new_state)

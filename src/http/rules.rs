@@ -1,7 +1,9 @@
-//! The self-service unblock rule as a pure function: at most one
-//! self-service unblock per 90 days, never for mass abuse (L-SPAM40), and
-//! only for a suspended account (a password-reset block is lifted by
-//! confirming the reset).
+//! The self-service unblock rule as a pure function: no self-service
+//! unblock within 90 days of the last unblock of any kind, never for mass
+//! abuse (L-SPAM40) or a suspension made by hand, and only for a suspended
+//! account (a password-reset block is lifted by confirming the reset). The
+//! abuse team's `lift` is not bound by it. Same semantics as
+//! `policy::account::unblock` for an `Actor::Customer`.
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
@@ -23,7 +25,9 @@ pub enum UnblockRefusal {
         "tier {tier} (mass abuse) is never unblocked by self-service; the abuse team must lift it"
     )]
     MassAbuse { tier: String },
-    #[error("already unblocked on {last} (self-service is allowed once every {SELF_SERVICE_DAYS} days); next possible on {next}; the abuse team can lift it")]
+    #[error("suspended by hand (no tier): only the abuse team can lift it")]
+    ManualSuspension,
+    #[error("unblocked on {last} (self-service is allowed once every {SELF_SERVICE_DAYS} days after any unblock); next possible on {next}; the abuse team can lift it")]
     TooSoon {
         last: DateTime<Utc>,
         next: DateTime<Utc>,
@@ -44,17 +48,17 @@ pub fn check_self_service_unblock(
     if state.status == AccountStatus::PasswordResetRequired {
         return Err(UnblockRefusal::PasswordResetRequired);
     }
-    if let Some(tier) = state.tier.as_deref().filter(|t| *t == "L-SPAM40") {
-        return Err(UnblockRefusal::MassAbuse {
-            tier: tier.to_string(),
-        });
+    match state.tier.as_deref() {
+        None => return Err(UnblockRefusal::ManualSuspension),
+        Some(tier) if tier == "L-SPAM40" => {
+            return Err(UnblockRefusal::MassAbuse {
+                tier: tier.to_string(),
+            })
+        }
+        Some(_) => {}
     }
     let window = Duration::days(SELF_SERVICE_DAYS);
-    let last = history
-        .iter()
-        .filter(|u| u.self_service)
-        .map(|u| u.at)
-        .max();
+    let last = history.iter().map(|u| u.at).max();
     match last {
         Some(last) if now < last + window => Err(UnblockRefusal::TooSoon {
             last,
@@ -119,8 +123,13 @@ mod tests {
                 Some("soon"),
             ),
             (Some(suspended.clone()), vec![unblock(91, true, now)], None),
-            // An abuse-team lift does not use up the customer's unblock.
-            (Some(suspended.clone()), vec![unblock(1, false, now)], None),
+            // Any unblock, the abuse team's too, starts the 90 days.
+            (
+                Some(suspended.clone()),
+                vec![unblock(1, false, now)],
+                Some("soon"),
+            ),
+            (Some(suspended.clone()), vec![unblock(91, false, now)], None),
             (
                 Some(suspended),
                 vec![unblock(200, true, now), unblock(10, true, now)],
@@ -133,6 +142,7 @@ mod tests {
                 UnblockRefusal::NotBlocked => "not_blocked",
                 UnblockRefusal::PasswordResetRequired => "reset",
                 UnblockRefusal::MassAbuse { .. } => "mass",
+                UnblockRefusal::ManualSuspension => "manual",
                 UnblockRefusal::TooSoon { .. } => "soon",
             });
             assert_eq!(kind, want, "case {i}: {got:?}");
