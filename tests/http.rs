@@ -670,7 +670,18 @@ async fn pages_log_in_list_open_and_unblock(store: &Store) {
     assert!(!html.contains("<b>now</b>"));
     let (_, filtered) = page(&app, "/history?action=accept", &cookie).await;
     assert!(!filtered.contains("VIAGRA") && filtered.contains("Meeting notes"));
-    // The report page highlights the keyword and escapes the message.
+    // The report page highlights the keyword and escapes the message; no
+    // script may run on it even if escaping were missed.
+    let req = Request::get(format!("/reports/{id}"))
+        .header(header::COOKIE, &cookie)
+        .body(Body::empty())
+        .unwrap();
+    let (_, headers, _) = send(&app, req).await;
+    assert!(headers[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap()
+        .starts_with("default-src 'none'"));
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
     let (status, html) = page(&app, &format!("/reports/{id}"), &cookie).await;
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("KEYWORD_PHARMA"));

@@ -132,7 +132,33 @@ pub fn app(state: AppState) -> Router {
         .route("/accounts/{account}/{action}", post(pages::account_action))
         .route("/chart", get(pages::chart))
         .route("/chart.svg", get(pages::chart_svg))
+        .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
+}
+
+/// No script may run, nothing may frame the pages, forms post only here,
+/// and nothing is cached: a message is never executed, even if escaping
+/// were missed somewhere.
+async fn security_headers(mut res: Response) -> Response {
+    use axum::http::{header, HeaderValue};
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
 }
 
 /// Serve on `listen` until `shutdown`; a fresh install (no credential yet)
