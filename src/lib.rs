@@ -27,6 +27,7 @@
 //! | [`scoring`] | weights from `scores/`, group caps, the report type    | I/O             |
 //! | [`store`]   | reports, account state, counters (SQLite/PostgreSQL)   | milter          |
 //! | [`classifier`]| learned naive Bayes: message → spam probability, BAYES_* | weights, store |
+//! | [`http`]    | review API, pages, metrics over the store             | milter, scoring rules |
 //! | [`config`]  | `outscore.toml` → validated [`config::Config`]         | sockets         |
 //! | [`scan`]    | offline corpus scoring, summary, baseline diff         | sockets, store  |
 //!
@@ -36,6 +37,7 @@ pub mod auth;
 pub mod classifier;
 pub mod config;
 pub mod envelope;
+pub mod http;
 pub mod message;
 pub mod milter;
 pub mod notify;

@@ -12,6 +12,7 @@ use tracing::{error, info, warn};
 
 use outscore::auth::identity::IdentityChecker;
 use outscore::config::{Config, ConfigErrors, FailSafe};
+use outscore::http;
 use outscore::milter::{self, ListenAddr, SessionOptions};
 use outscore::pipeline::{Pipeline, PipelineOptions};
 use outscore::policy::Policy;
@@ -82,6 +83,13 @@ enum Cmd {
     /// Train the content classifier (BAYES_SPAM / BAYES_HAM) from labelled
     /// mail: .eml files, directories (recursive), mbox files, manifests.
     Train(TrainArgs),
+    /// Credentials of the review interface ([http]).
+    User {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: UserCmd,
+    },
 }
 
 #[derive(clap::Args)]
@@ -110,6 +118,21 @@ struct TrainArgs {
     /// Words only, no word pairs (smaller, less accurate).
     #[arg(long)]
     no_bigrams: bool,
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// Create a user (or replace its secret) and print the secret once.
+    Add {
+        name: String,
+        /// `abuse` (everything) or `viewer` (reports without content, no actions).
+        #[arg(long, default_value = "viewer")]
+        role: String,
+    },
+    /// Remove a user.
+    Remove { name: String },
+    /// List users and roles.
+    List,
 }
 
 /// Where the store is: the configuration file, or a data dir override.
@@ -328,6 +351,9 @@ fn main() -> ExitCode {
         }
         Cmd::Purge { store } => run_store_command(&store, purge_command),
         Cmd::Scan(args) => scan(args),
+        Cmd::User { store, command } => {
+            run_store_command(&store, |config| user_command(config, command))
+        }
         Cmd::Train(args) => {
             let config = match load_config(args.config.as_deref(), &[], None) {
                 Ok(c) => c,
@@ -1079,6 +1105,7 @@ async fn serve(config: Config, engine: Engine) -> anyhow::Result<()> {
         .context("cannot load the classifier model")?;
     info!(model = ?source, "classifier model loaded");
     let classifier = outscore::classifier::Classifier::new(model);
+    let reports_for_http = reports.clone();
     let pipeline = Arc::new(
         Pipeline::new(
             engine,
@@ -1094,6 +1121,23 @@ async fn serve(config: Config, engine: Engine) -> anyhow::Result<()> {
     );
     let shutdown = CancellationToken::new();
     spawn_signal_handlers(shutdown.clone(), pipeline.clone(), config.clone())?;
+    let http = if config.http.enabled {
+        let mut state = http::AppState::new(store.clone());
+        state.session_ttl = config.http.session_ttl;
+        state.reports = Some(reports_for_http);
+        state.spool_dir = Some(writer.spool().dir().to_path_buf());
+        let listener = tokio::net::TcpListener::bind(config.http.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} ([http] listen)", config.http.listen))?;
+        let stop = shutdown.clone();
+        Some(tokio::spawn(async move {
+            if let Err(e) = http::serve_on(state, listener, stop).await {
+                error!(error = %e, "review interface stopped");
+            }
+        }))
+    } else {
+        None
+    };
     info!(version = env!("CARGO_PKG_VERSION"), data_dir = %config.data_dir.display(), "outscore started");
     let server = Server::new(
         listeners,
@@ -1103,6 +1147,9 @@ async fn serve(config: Config, engine: Engine) -> anyhow::Result<()> {
         config.milter.shutdown_grace,
     );
     server.run(shutdown).await;
+    if let Some(http) = http {
+        let _ = http.await;
+    }
     // Every report queued by the connections is written (or spooled) first.
     writer.shutdown().await;
     purger.stop().await;
@@ -1147,4 +1194,37 @@ fn spawn_signal_handlers(
         shutdown.cancel();
     });
     Ok(())
+}
+
+async fn user_command(config: Config, command: UserCmd) -> anyhow::Result<ExitCode> {
+    let db = store::open(&config)
+        .await
+        .context("cannot open the store")?;
+    match command {
+        UserCmd::Add { name, role } => {
+            let role: http::Role = role.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+            if !http::auth::valid_user_name(&name) {
+                anyhow::bail!("user name must be 1-64 letters, digits or .-_@, got {name:?}");
+            }
+            let (record, secret) = http::auth::new_credential(&name, role);
+            http::db::put_user(&db, &record).await?;
+            println!("user {name} ({role}) saved; this secret is shown only once:");
+            println!("  password (login page): {secret}");
+            println!("  API token:             Authorization: Bearer {name}:{secret}");
+        }
+        UserCmd::Remove { name } => {
+            if !http::db::delete_user(&db, &name).await? {
+                eprintln!("outscore: no user {name:?}");
+                return Ok(ExitCode::FAILURE);
+            }
+            println!("user {name} removed (its sessions end at the next restart)");
+        }
+        UserCmd::List => {
+            for (name, role) in http::db::users(&db).await? {
+                println!("{name}\t{role}");
+            }
+        }
+    }
+    db.close().await;
+    Ok(ExitCode::SUCCESS)
 }

@@ -329,6 +329,11 @@ impl Filter for Pipeline {
             local = envelope.local_submission,
             "scored"
         );
+        crate::telemetry::record_verdict(
+            &stored.action,
+            stored.tier.as_deref(),
+            report.timings.total_us,
+        );
         if let Some(sink) = &self.reports {
             sink.submit(stored);
         }

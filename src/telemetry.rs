@@ -48,9 +48,97 @@ pub static PROTOCOL_ERRORS: Counter = Counter::new(
     "Connections closed on a malformed packet or protocol error",
 );
 
+pub static HTTP_AUTH_FAILURES: Counter = Counter::new(
+    "outscore_http_auth_failures_total",
+    "Review API requests and logins refused for a bad credential",
+);
+pub static HTTP_ACCOUNT_ACTIONS: Counter = Counter::new(
+    "outscore_http_account_actions_total",
+    "Account actions (unblock, suspend, lift, password reset) done through the review interface",
+);
+
 /// Every counter, for exposition.
-pub fn counters() -> [&'static Counter; 4] {
-    [&CONNECTIONS, &MESSAGES, &FILTER_FAILURES, &PROTOCOL_ERRORS]
+pub fn counters() -> [&'static Counter; 6] {
+    [
+        &CONNECTIONS,
+        &MESSAGES,
+        &FILTER_FAILURES,
+        &PROTOCOL_ERRORS,
+        &HTTP_AUTH_FAILURES,
+        &HTTP_ACCOUNT_ACTIONS,
+    ]
+}
+
+/// Verdict actions counted by [`record_verdict`]; anything else is `other`.
+pub const VERDICT_ACTIONS: [&str; 5] = ["accept", "reject", "tempfail", "discard", "other"];
+/// Tiers counted by [`record_verdict`]; `none` without a tier, `other` for
+/// an unknown name.
+pub const VERDICT_TIERS: [&str; 10] = [
+    "none", "L-SPAM00", "L-SPAM10", "L-SPAM11", "L-SPAM20", "L-SPAM21", "L-SPAM30", "L-SPAM31",
+    "L-SPAM40", "other",
+];
+pub const VERDICTS_NAME: &str = "outscore_verdicts_total";
+pub const VERDICTS_HELP: &str = "Scored messages by action and tier";
+/// Upper bounds (microseconds) of the scan latency histogram buckets.
+pub const SCAN_BUCKETS_US: [u64; 10] = [
+    250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 500_000, 2_000_000,
+];
+pub const SCAN_SECONDS_NAME: &str = "outscore_scan_seconds";
+pub const SCAN_SECONDS_HELP: &str = "Time to score one message (parse and rules)";
+
+#[allow(clippy::declare_interior_mutable_const)]
+const ZERO: AtomicU64 = AtomicU64::new(0);
+#[allow(clippy::declare_interior_mutable_const)]
+const ZERO_ROW: [AtomicU64; VERDICT_TIERS.len()] = [ZERO; VERDICT_TIERS.len()];
+static VERDICTS: [[AtomicU64; VERDICT_TIERS.len()]; VERDICT_ACTIONS.len()] =
+    [ZERO_ROW; VERDICT_ACTIONS.len()];
+static SCAN_BUCKETS: [AtomicU64; SCAN_BUCKETS_US.len() + 1] = [ZERO; SCAN_BUCKETS_US.len() + 1];
+static SCAN_SUM_US: AtomicU64 = AtomicU64::new(0);
+
+/// Count one scored message by action and tier, and its scan time.
+pub fn record_verdict(action: &str, tier: Option<&str>, scan_us: u64) {
+    let a = VERDICT_ACTIONS
+        .iter()
+        .position(|x| *x == action)
+        .unwrap_or(VERDICT_ACTIONS.len() - 1);
+    let t = match tier {
+        None => 0,
+        Some(tier) => VERDICT_TIERS[1..VERDICT_TIERS.len() - 1]
+            .iter()
+            .position(|x| *x == tier)
+            .map_or(VERDICT_TIERS.len() - 1, |i| i + 1),
+    };
+    VERDICTS[a][t].fetch_add(1, Ordering::Relaxed);
+    let b = SCAN_BUCKETS_US
+        .iter()
+        .position(|le| scan_us <= *le)
+        .unwrap_or(SCAN_BUCKETS_US.len());
+    SCAN_BUCKETS[b].fetch_add(1, Ordering::Relaxed);
+    SCAN_SUM_US.fetch_add(scan_us, Ordering::Relaxed);
+}
+
+/// `(action, tier, count)` for every non-zero pair.
+pub fn verdicts() -> Vec<(&'static str, &'static str, u64)> {
+    let mut out = Vec::new();
+    for (a, row) in VERDICTS.iter().enumerate() {
+        for (t, n) in row.iter().enumerate() {
+            let n = n.load(Ordering::Relaxed);
+            if n > 0 {
+                out.push((VERDICT_ACTIONS[a], VERDICT_TIERS[t], n));
+            }
+        }
+    }
+    out
+}
+
+/// Scan latency: per-bucket counts (the last is +Inf, not cumulative) and
+/// the sum in microseconds.
+pub fn scan_histogram() -> (Vec<u64>, u64) {
+    let counts = SCAN_BUCKETS
+        .iter()
+        .map(|b| b.load(Ordering::Relaxed))
+        .collect();
+    (counts, SCAN_SUM_US.load(Ordering::Relaxed))
 }
 
 /// Install the global tracing subscriber. `RUST_LOG` overrides the level.

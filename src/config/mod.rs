@@ -103,6 +103,15 @@ struct RawFile {
     notify: RawNotify,
     #[serde(default)]
     accounts: RawAccounts,
+    http: RawHttp,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    enabled: Option<bool>,
+    listen: Option<String>,
+    session_hours: Option<toml::Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -350,6 +359,27 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub notify: NotifyConfig,
     pub accounts: AccountsConfig,
+    pub http: HttpConfig,
+}
+
+/// `[http]`: the review API and pages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpConfig {
+    pub enabled: bool,
+    /// Loopback by default: put a TLS proxy in front to publish it.
+    pub listen: std::net::SocketAddr,
+    /// How long a page login lasts.
+    pub session_ttl: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            enabled: true,
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 11334)),
+            session_ttl: Duration::from_secs(8 * 3600),
+        }
+    }
 }
 
 impl Default for Config {
@@ -366,6 +396,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             notify: NotifyConfig::default(),
             accounts: AccountsConfig::default(),
+            http: HttpConfig::default(),
         }
     }
 }
@@ -427,6 +458,7 @@ impl Config {
         validate_milter(raw.milter, &mut config.milter, &mut errors);
         config.scoring.scores_dir = raw.scoring.scores_dir.map(PathBuf::from);
         validate_store(raw.store, &mut config.store, &mut errors);
+        validate_http(raw.http, &mut config.http, &mut errors);
         if let Some(format) = raw.log.format {
             config.log.format = format;
         }
@@ -638,6 +670,24 @@ fn validate_store(raw: RawStore, into: &mut StoreConfig, errors: &mut Errors<'_>
     );
 }
 
+fn validate_http(raw: RawHttp, into: &mut HttpConfig, errors: &mut Errors<'_>) {
+    if let Some(enabled) = raw.enabled {
+        into.enabled = enabled;
+    }
+    if let Some(listen) = raw.listen {
+        match listen.parse() {
+            Ok(addr) => into.listen = addr,
+            Err(_) => errors.push(
+                None,
+                format!("http.listen must be IP:PORT (e.g. 127.0.0.1:11334), got {listen:?}"),
+            ),
+        }
+    }
+    if let Some(hours) = errors.positive(raw.session_hours, "http.session_hours", 24 * 30) {
+        into.session_ttl = Duration::from_secs(hours as u64 * 3600);
+    }
+}
+
 fn validate_spf(raw: RawSpf, into: &mut SpfConfig, errors: &mut Errors<'_>) {
     if let Some(enabled) = raw.enabled {
         into.enabled = enabled;
@@ -727,6 +777,29 @@ pub fn line_of(text: &str, offset: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http_section() {
+        let c = Config::parse(Path::new("x.toml"), "").unwrap();
+        assert!(c.http.enabled);
+        assert!(c.http.listen.ip().is_loopback());
+        assert_eq!(c.http.listen.port(), 11334);
+        let c = Config::parse(
+            Path::new("x.toml"),
+            "[http]\nenabled = false\nlisten = \"[::1]:8080\"\nsession_hours = 2\n",
+        )
+        .unwrap();
+        assert!(!c.http.enabled);
+        assert_eq!(c.http.listen.to_string(), "[::1]:8080");
+        assert_eq!(c.http.session_ttl, Duration::from_secs(7200));
+        let errors = Config::parse(
+            Path::new("x.toml"),
+            "[http]\nlisten = \"localhost\"\nsession_hours = 0\n",
+        )
+        .unwrap_err();
+        assert_eq!(errors.0.len(), 2, "{errors}");
+        assert!(errors.to_string().contains("http.listen"));
+    }
 
     #[test]
     fn empty_file_gives_defaults() {

@@ -144,6 +144,11 @@ impl ReportSink {
     pub fn stats(&self) -> &SinkStats {
         &self.stats
     }
+
+    /// Reports waiting in memory for the writer.
+    pub fn queue_depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
 }
 
 /// Owns the writer task; `shutdown` flushes what is queued.

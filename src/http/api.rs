@@ -1,0 +1,580 @@
+//! JSON handlers under `/api/v1`, and the account actions the pages share.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::store::{
+    AccountChange, AccountState, AccountStatus, AccountStore, AuditEntry, AuditLog, Content,
+    Cursor, ReportFilter, ReportId, ReportRecord, ReportStore, ReportSummary, UnblockRequest,
+};
+
+use super::auth::{require_abuse, Principal};
+use super::rules::{check_self_service_unblock, UnblockRefusal};
+use super::{db, text, ApiError, AppState};
+
+/// Most reports on one page.
+pub const MAX_PAGE: u32 = 500;
+/// Pages read to fill one page when filtering by subject text.
+const SUBJECT_SCAN_PAGES: usize = 20;
+
+/// Query string of the report list (API and Mail history page).
+#[derive(Debug, Default, Deserialize)]
+pub struct ListQuery {
+    pub account: Option<String>,
+    /// RFC 3339, inclusive.
+    pub since: Option<String>,
+    /// RFC 3339, exclusive.
+    pub until: Option<String>,
+    pub tier: Option<String>,
+    pub action: Option<String>,
+    pub min_score: Option<String>,
+    pub max_score: Option<String>,
+    pub recipient: Option<String>,
+    /// Case-insensitive substring of the subject.
+    pub subject: Option<String>,
+    pub limit: Option<u32>,
+    pub after: Option<String>,
+}
+
+fn nonempty(v: &Option<String>) -> Option<String> {
+    v.as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+fn parse_time(v: &Option<String>, what: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+    match nonempty(v) {
+        None => Ok(None),
+        Some(s) => DateTime::parse_from_rfc3339(&s)
+            .map(|t| Some(t.with_timezone(&Utc)))
+            .map_err(|_| {
+                ApiError::BadRequest(format!("{what} must be an RFC 3339 time, got {s:?}"))
+            }),
+    }
+}
+
+fn parse_score(v: &Option<String>, what: &str) -> Result<Option<f64>, ApiError> {
+    match nonempty(v) {
+        None => Ok(None),
+        Some(s) => s
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite())
+            .map(Some)
+            .ok_or_else(|| ApiError::BadRequest(format!("{what} must be a number, got {s:?}"))),
+    }
+}
+
+impl ListQuery {
+    pub fn filter(&self) -> Result<ReportFilter, ApiError> {
+        Ok(ReportFilter {
+            account: nonempty(&self.account).map(|a| a.to_ascii_lowercase()),
+            since: parse_time(&self.since, "since")?,
+            until: parse_time(&self.until, "until")?,
+            tier: nonempty(&self.tier),
+            action: nonempty(&self.action),
+            min_score: parse_score(&self.min_score, "min_score")?,
+            max_score: parse_score(&self.max_score, "max_score")?,
+            recipient: nonempty(&self.recipient),
+            ..ReportFilter::default()
+        })
+    }
+}
+
+/// One page of the list and where the next begins.
+pub struct Listed {
+    pub reports: Vec<ReportSummary>,
+    pub next: Option<String>,
+}
+
+pub async fn fetch_list(state: &AppState, q: &ListQuery) -> Result<Listed, ApiError> {
+    let filter = q.filter()?;
+    let limit = q.limit.unwrap_or(50).clamp(1, MAX_PAGE);
+    let mut after: Option<Cursor> = match nonempty(&q.after) {
+        None => None,
+        Some(s) => Some(
+            s.parse()
+                .map_err(|_| ApiError::BadRequest(format!("bad cursor {s:?}")))?,
+        ),
+    };
+    let subject = nonempty(&q.subject).map(|s| s.to_lowercase());
+    let Some(subject) = subject else {
+        let page = state
+            .store
+            .list_reports(&filter, limit, after.as_ref())
+            .await?;
+        return Ok(Listed {
+            reports: page.reports,
+            next: page.next.map(|c| c.to_string()),
+        });
+    };
+    // The store has no subject index: read pages and keep the matches.
+    let mut reports = Vec::new();
+    for _ in 0..SUBJECT_SCAN_PAGES {
+        let page = state
+            .store
+            .list_reports(&filter, MAX_PAGE, after.as_ref())
+            .await?;
+        for r in page.reports {
+            if reports.len() as u32 == limit {
+                break;
+            }
+            let hit = r
+                .subject
+                .as_deref()
+                .is_some_and(|s| s.to_lowercase().contains(&subject));
+            after = Some(Cursor {
+                created_at_ms: r.created_at.timestamp_millis(),
+                id: r.id.to_string(),
+            });
+            if hit {
+                reports.push(r);
+            }
+        }
+        if reports.len() as u32 == limit {
+            return Ok(Listed {
+                reports,
+                next: after.map(|c| c.to_string()),
+            });
+        }
+        if page.next.is_none() {
+            return Ok(Listed {
+                reports,
+                next: None,
+            });
+        }
+    }
+    Ok(Listed {
+        reports,
+        next: after.map(|c| c.to_string()),
+    })
+}
+
+pub async fn list_reports(
+    State(state): State<AppState>,
+    _who: Principal,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let listed = fetch_list(&state, &q).await?;
+    Ok(Json(
+        json!({"reports": listed.reports, "next": listed.next}),
+    ))
+}
+
+/// A report and, for the abuse role, its content (audited).
+pub struct Detail {
+    pub record: ReportRecord,
+    /// `None` for the viewer role or when the content is missing.
+    pub raw: Option<Vec<u8>>,
+}
+
+/// Read a report; content only for the abuse role, and each content view
+/// is audited. 410 past retention, 404 when unknown.
+pub async fn fetch_detail(state: &AppState, who: &Principal, id: &str) -> Result<Detail, ApiError> {
+    let id: ReportId = id.parse().map_err(|_| ApiError::NotFound)?;
+    let Some(record) = state.store.report(&id).await? else {
+        return match state.store.content(&id).await? {
+            Content::Expired => Err(ApiError::Gone),
+            _ => Err(ApiError::NotFound),
+        };
+    };
+    let raw = if who.can_act() {
+        match state.store.content(&id).await? {
+            Content::Found(raw) => {
+                audit(
+                    state,
+                    who,
+                    record.account.clone(),
+                    "view_content",
+                    json!({"report_id": id}),
+                )
+                .await?;
+                Some(raw)
+            }
+            Content::Expired => return Err(ApiError::Gone),
+            Content::NotFound => None,
+        }
+    } else {
+        None
+    };
+    Ok(Detail { record, raw })
+}
+
+pub async fn report(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let detail = fetch_detail(&state, &who, &id).await?;
+    let content = detail.raw.as_ref().map(|raw| {
+        json!({
+            "raw": String::from_utf8_lossy(raw),
+            "text": text::readable(raw),
+            "size": raw.len(),
+        })
+    });
+    Ok(Json(json!({
+        "report": detail.record,
+        "content": content,
+        "content_visible": who.can_act(),
+    })))
+}
+
+/// The raw message (`message/rfc822`), abuse role only, audited.
+pub async fn raw(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    require_abuse(&who)?;
+    let detail = fetch_detail(&state, &who, &id).await?;
+    let raw = detail.raw.ok_or(ApiError::NotFound)?;
+    Ok(([(header::CONTENT_TYPE, "message/rfc822")], raw).into_response())
+}
+
+/// An account as the API and pages show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountView {
+    pub account: String,
+    pub status: AccountStatus,
+    /// Whether sending is restricted (any status but active).
+    pub restricted: bool,
+    /// When the current block began.
+    pub blocked_since: Option<DateTime<Utc>>,
+    pub tier: Option<String>,
+    pub reason: Option<String>,
+    pub report_id: Option<String>,
+}
+
+impl AccountView {
+    pub fn of(account: &str, state: Option<&AccountState>) -> AccountView {
+        match state {
+            Some(s) => AccountView {
+                account: s.account.clone(),
+                status: s.status,
+                restricted: s.status.is_blocked(),
+                blocked_since: s.status.is_blocked().then_some(s.since),
+                tier: s.tier.clone(),
+                reason: s.reason.clone(),
+                report_id: s.report_id.clone(),
+            },
+            None => AccountView {
+                account: account.to_string(),
+                status: AccountStatus::Active,
+                restricted: false,
+                blocked_since: None,
+                tier: None,
+                reason: None,
+                report_id: None,
+            },
+        }
+    }
+}
+
+pub async fn accounts(
+    State(state): State<AppState>,
+    _who: Principal,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let list = db::accounts(&state.store, 1000).await?;
+    let views: Vec<AccountView> = list
+        .iter()
+        .map(|s| AccountView::of(&s.account, Some(s)))
+        .collect();
+    Ok(Json(json!({"accounts": views})))
+}
+
+pub async fn account(
+    State(state): State<AppState>,
+    _who: Principal,
+    Path(account): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let account = account.to_ascii_lowercase();
+    let current = state.store.account_state(&account).await?;
+    let unblocks = state.store.unblock_history(&account).await?;
+    let audit = state.store.audit_entries(Some(&account), 20).await?;
+    let filter = ReportFilter {
+        account: Some(account.clone()),
+        ..ReportFilter::default()
+    };
+    let recent = state.store.list_reports(&filter, 20, None).await?;
+    let self_service = check_self_service_unblock(current.as_ref(), &unblocks, Utc::now());
+    Ok(Json(json!({
+        "account": AccountView::of(&account, current.as_ref()),
+        "self_service_unblock": match &self_service {
+            Ok(()) => json!({"allowed": true}),
+            Err(r) => json!({"allowed": false, "why": r.to_string(), "detail": r}),
+        },
+        "unblocks": unblocks,
+        "audit": audit,
+        "recent_reports": recent.reports,
+    })))
+}
+
+/// Body of an account action.
+#[derive(Debug, Default, Deserialize)]
+pub struct ActionBody {
+    pub reason: Option<String>,
+    /// For `suspend`: the tier to record.
+    pub tier: Option<String>,
+}
+
+/// The account actions, by URL segment.
+pub const ACTIONS: [&str; 4] = ["unblock", "password-reset-done", "suspend", "lift"];
+
+async fn audit(
+    state: &AppState,
+    who: &Principal,
+    account: Option<String>,
+    action: &str,
+    detail: serde_json::Value,
+) -> Result<(), ApiError> {
+    state
+        .store
+        .audit(&AuditEntry {
+            at: Utc::now(),
+            actor: who.user.clone(),
+            account,
+            action: action.to_string(),
+            detail,
+        })
+        .await?;
+    Ok(())
+}
+
+fn refused(account: &str, message: String, detail: serde_json::Value) -> ApiError {
+    let mut detail = detail;
+    detail["account"] = json!(account);
+    ApiError::Refused { message, detail }
+}
+
+/// Apply an account action for `who` (abuse role), audited; refusals are
+/// audited too and come back as [`ApiError::Refused`].
+pub async fn perform(
+    state: &AppState,
+    who: &Principal,
+    account: &str,
+    action: &str,
+    body: &ActionBody,
+) -> Result<AccountState, ApiError> {
+    require_abuse(who)?;
+    if !ACTIONS.contains(&action) {
+        return Err(ApiError::NotFound);
+    }
+    let account = account.trim().to_ascii_lowercase();
+    if account.is_empty() {
+        return Err(ApiError::NotFound);
+    }
+    let reason = body
+        .reason
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| ApiError::BadRequest("a reason is required".into()))?
+        .to_string();
+    let now = Utc::now();
+    let current = state.store.account_state(&account).await?;
+    let status = current
+        .as_ref()
+        .map(|s| s.status)
+        .unwrap_or(AccountStatus::Active);
+    let refuse = |message: String, detail: serde_json::Value| async {
+        audit(
+            state,
+            who,
+            Some(account.clone()),
+            &format!("{action}_refused"),
+            json!({"reason": reason, "why": message}),
+        )
+        .await?;
+        Err(refused(&account, message, detail))
+    };
+    let unblock = |self_service: bool| UnblockRequest {
+        account: account.clone(),
+        at: now,
+        by: who.user.clone(),
+        self_service,
+        reason: Some(reason.clone()),
+    };
+    let result = match action {
+        "unblock" => {
+            let history = state.store.unblock_history(&account).await?;
+            if let Err(why) = check_self_service_unblock(current.as_ref(), &history, now) {
+                let detail = serde_json::to_value(&why).unwrap_or_default();
+                return refuse(why.to_string(), detail).await;
+            }
+            state.store.unblock(&unblock(true)).await?
+        }
+        "password-reset-done" => {
+            if status != AccountStatus::PasswordResetRequired {
+                return refuse(
+                    format!(
+                        "the account is {}, not waiting for a password reset",
+                        status.as_str()
+                    ),
+                    json!({"refusal": "not_waiting_for_reset"}),
+                )
+                .await;
+            }
+            state.store.unblock(&unblock(false)).await?
+        }
+        "lift" => {
+            if !status.is_blocked() {
+                let why = UnblockRefusal::NotBlocked;
+                let detail = serde_json::to_value(&why).unwrap_or_default();
+                return refuse(why.to_string(), detail).await;
+            }
+            state.store.unblock(&unblock(false)).await?
+        }
+        _ => {
+            let tier = body
+                .tier
+                .as_deref()
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_string)
+                .or_else(|| current.as_ref().and_then(|s| s.tier.clone()));
+            Some(
+                state
+                    .store
+                    .set_account_state(&AccountChange {
+                        account: account.clone(),
+                        status: AccountStatus::Suspended,
+                        at: now,
+                        tier,
+                        report_id: None,
+                        reason: Some(reason.clone()),
+                    })
+                    .await?,
+            )
+        }
+    };
+    // The store found the account no longer blocked: someone was quicker.
+    let Some(new_state) = result else {
+        let why = UnblockRefusal::NotBlocked;
+        let detail = serde_json::to_value(&why).unwrap_or_default();
+        return refuse(why.to_string(), detail).await;
+    };
+    // Audit names and details as the policy reads them back for the
+    // account's history: `reset_done`, `unblock` (with `from`), `suspend`.
+    let (verb, self_service) = match action {
+        "unblock" => ("unblock", Some(true)),
+        "lift" => ("unblock", Some(false)),
+        "password-reset-done" => ("reset_done", None),
+        _ => ("suspend", None),
+    };
+    let mut detail = json!({"reason": reason, "from": status.as_str(), "to": new_state.status.as_str(), "via": action});
+    if let Some(self_service) = self_service {
+        detail["self_service"] = json!(self_service);
+        detail["tier"] = json!(current.as_ref().and_then(|s| s.tier.clone()));
+    }
+    audit(state, who, Some(account.clone()), verb, detail).await?;
+    crate::telemetry::HTTP_ACCOUNT_ACTIONS.incr();
+    tracing::info!(actor = %who.user, account = %account, action, "account action");
+    Ok(new_state)
+}
+
+pub async fn account_action(
+    State(state): State<AppState>,
+    who: Principal,
+    Path((account, action)): Path<(String, String)>,
+    body: Option<Json<ActionBody>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let body = body.map(|Json(b)| b).unwrap_or_default();
+    let new_state = perform(&state, &who, &account, &action, &body).await?;
+    Ok(Json(
+        json!({"account": AccountView::of(&new_state.account, Some(&new_state))}),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AuditQuery {
+    pub account: Option<String>,
+    pub limit: Option<u32>,
+}
+
+pub async fn audit_log(
+    State(state): State<AppState>,
+    _who: Principal,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let account = nonempty(&q.account).map(|a| a.to_ascii_lowercase());
+    let entries = state
+        .store
+        .audit_entries(account.as_deref(), q.limit.unwrap_or(100).clamp(1, 1000))
+        .await?;
+    Ok(Json(json!({"entries": entries})))
+}
+
+/// Messages of one hour.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HourStats {
+    pub hour: DateTime<Utc>,
+    pub messages: u64,
+    /// Messages not accepted.
+    pub spam: u64,
+    pub max_score: f64,
+    pub mean_score: f64,
+    pub tiers: BTreeMap<String, u64>,
+}
+
+/// Scored messages per hour over the last `hours`, oldest first, every
+/// hour present.
+pub async fn hourly(state: &AppState, hours: i64) -> Result<Vec<HourStats>, ApiError> {
+    let now = Utc::now();
+    let first = (now - Duration::hours(hours - 1))
+        .duration_trunc(Duration::hours(1))
+        .unwrap_or(now);
+    let points = db::score_points(&state.store, first, 200_000).await?;
+    let mut out: Vec<HourStats> = (0..hours)
+        .map(|i| HourStats {
+            hour: first + Duration::hours(i),
+            ..HourStats::default()
+        })
+        .collect();
+    let mut sums = vec![0.0f64; out.len()];
+    for p in points {
+        let i = (p.at - first).num_hours();
+        let Some(h) = usize::try_from(i).ok().and_then(|i| out.get_mut(i)) else {
+            continue;
+        };
+        h.messages += 1;
+        if p.action != "accept" {
+            h.spam += 1;
+        }
+        if p.score > h.max_score {
+            h.max_score = p.score;
+        }
+        sums[i as usize] += p.score;
+        if let Some(t) = p.tier {
+            *h.tiers.entry(t).or_default() += 1;
+        }
+    }
+    for (h, sum) in out.iter_mut().zip(sums) {
+        if h.messages > 0 {
+            h.mean_score = sum / h.messages as f64;
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct StatsQuery {
+    pub hours: Option<i64>,
+}
+
+pub async fn stats(
+    State(state): State<AppState>,
+    _who: Principal,
+    Query(q): Query<StatsQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let hours = q.hours.unwrap_or(24).clamp(1, 24 * 7);
+    Ok(Json(json!({"hours": hourly(&state, hours).await?})))
+}

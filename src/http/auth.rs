@@ -1,0 +1,291 @@
+//! Who is asking: credentials (salted, iterated SHA-256; the secret is shown
+//! once and never stored), bearer tokens, page sessions and roles.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::AppState;
+
+/// Hash rounds for new credentials.
+pub const ITERATIONS: i64 = 50_000;
+/// Name of the page session cookie.
+pub const SESSION_COOKIE: &str = "outscore_session";
+/// A verified bearer token is remembered this long, so the hash rounds are
+/// not paid on every API call.
+const TOKEN_CACHE_TTL: Duration = Duration::from_secs(300);
+
+/// What a user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything: content, account actions.
+    Abuse,
+    /// Reports and accounts, without message content or actions.
+    Viewer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Abuse => "abuse",
+            Role::Viewer => "viewer",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Role, String> {
+        match s {
+            "abuse" => Ok(Role::Abuse),
+            "viewer" => Ok(Role::Viewer),
+            other => Err(format!("unknown role {other:?} (want abuse or viewer)")),
+        }
+    }
+}
+
+/// A stored credential.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRecord {
+    pub name: String,
+    pub role: Role,
+    pub salt: String,
+    pub iterations: i64,
+    pub hash: String,
+}
+
+/// The authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Principal {
+    pub user: String,
+    pub role: Role,
+}
+
+impl Principal {
+    pub fn can_act(&self) -> bool {
+        self.role == Role::Abuse
+    }
+}
+
+/// A user name: 1–64 of letters, digits, `.-_@`.
+pub fn valid_user_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_@".contains(&b))
+}
+
+fn random_hex(bytes: usize) -> String {
+    let buf: Vec<u8> = (0..bytes).map(|_| rand::random::<u8>()).collect();
+    hex::encode(buf)
+}
+
+/// Salted, iterated SHA-256 of a secret, hex.
+pub fn hash_secret(secret: &str, salt: &str, iterations: i64) -> String {
+    let mut digest: [u8; 32] = Sha256::new()
+        .chain_update(salt.as_bytes())
+        .chain_update(secret.as_bytes())
+        .finalize()
+        .into();
+    for _ in 1..iterations.max(1) {
+        digest = Sha256::new()
+            .chain_update(digest)
+            .chain_update(salt.as_bytes())
+            .finalize()
+            .into();
+    }
+    hex::encode(digest)
+}
+
+/// A new credential for `name`: the record to store and the secret to show
+/// once. The secret is the password on the login page; `name:secret` is
+/// the bearer token.
+pub fn new_credential(name: &str, role: Role) -> (UserRecord, String) {
+    let secret = random_hex(20);
+    let salt = random_hex(16);
+    let hash = hash_secret(&secret, &salt, ITERATIONS);
+    (
+        UserRecord {
+            name: name.to_string(),
+            role,
+            salt,
+            iterations: ITERATIONS,
+            hash,
+        },
+        secret,
+    )
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Whether `secret` matches the record.
+pub fn verify(record: &UserRecord, secret: &str) -> bool {
+    let hash = hash_secret(secret, &record.salt, record.iterations);
+    constant_time_eq(hash.as_bytes(), record.hash.as_bytes())
+}
+
+/// Page sessions and recently verified tokens, in memory (a restart logs
+/// everyone out).
+#[derive(Default)]
+pub struct Sessions {
+    sessions: Mutex<HashMap<String, (Principal, Instant)>>,
+    tokens: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
+}
+
+impl Sessions {
+    pub fn create(&self, who: Principal, ttl: Duration) -> String {
+        let id = random_hex(32);
+        let mut map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        map.retain(|_, (_, exp)| *exp > now);
+        map.insert(id.clone(), (who, now + ttl));
+        id
+    }
+
+    pub fn get(&self, id: &str) -> Option<Principal> {
+        let map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(id)
+            .filter(|(_, exp)| *exp > Instant::now())
+            .map(|(p, _)| p.clone())
+    }
+
+    pub fn remove(&self, id: &str) {
+        let mut map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(id);
+    }
+
+    fn cached_token(&self, token: &str) -> Option<Principal> {
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let map = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&key)
+            .filter(|(_, exp)| *exp > Instant::now())
+            .map(|(p, _)| p.clone())
+    }
+
+    fn cache_token(&self, token: &str, who: Principal) {
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let mut map = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        map.retain(|_, (_, exp)| *exp > now);
+        map.insert(key, (who, now + TOKEN_CACHE_TTL));
+    }
+}
+
+/// Check a user name and secret against the store.
+pub async fn check_password(state: &AppState, name: &str, secret: &str) -> Option<Principal> {
+    if !valid_user_name(name) {
+        return None;
+    }
+    let record = match super::db::user(&state.store, name).await {
+        Ok(Some(record)) => record,
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read credentials");
+            return None;
+        }
+    };
+    // The hash rounds are CPU work: keep them off the async workers.
+    let secret = secret.to_string();
+    let ok = tokio::task::spawn_blocking(move || {
+        let ok = verify(&record, &secret);
+        (ok, record)
+    })
+    .await
+    .ok()?;
+    match ok {
+        (true, record) => Some(Principal {
+            user: record.name,
+            role: record.role,
+        }),
+        _ => None,
+    }
+}
+
+async fn check_bearer(state: &AppState, token: &str) -> Option<Principal> {
+    if let Some(p) = state.sessions.cached_token(token) {
+        return Some(p);
+    }
+    let (name, secret) = token.split_once(':')?;
+    let who = check_password(state, name, secret).await?;
+    state.sessions.cache_token(token, who.clone());
+    Some(who)
+}
+
+/// The session id in a request's cookies.
+pub fn session_cookie(parts: &Parts) -> Option<String> {
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v.to_string())
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let bearer = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        if let Some(token) = bearer {
+            if let Some(who) = check_bearer(state, token).await {
+                return Ok(who);
+            }
+            crate::telemetry::HTTP_AUTH_FAILURES.incr();
+        } else if let Some(who) = session_cookie(parts).and_then(|id| state.sessions.get(&id)) {
+            return Ok(who);
+        }
+        if parts.uri.path().starts_with("/api/") {
+            Err(super::ApiError::Unauthenticated.into_response())
+        } else {
+            Err(Redirect::to("/login").into_response())
+        }
+    }
+}
+
+/// Refusal for a role that may not do this.
+pub fn require_abuse(who: &Principal) -> Result<(), super::ApiError> {
+    if who.can_act() {
+        Ok(())
+    } else {
+        Err(super::ApiError::Forbidden(
+            "the viewer role cannot see message content or act on accounts",
+        ))
+    }
+}
+
+/// `401` with a `WWW-Authenticate` challenge.
+pub fn unauthenticated() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer realm=\"outscore\"")],
+        axum::Json(serde_json::json!({"error": "authentication required"})),
+    )
+        .into_response()
+}

@@ -1,0 +1,197 @@
+//! The abuse team's review interface: a JSON API, server-rendered pages,
+//! Prometheus metrics and health probes over the store. Knows nothing of the
+//! milter protocol or of how messages are scored; it only reads reports and
+//! acts on account state through the store.
+//!
+//! Everything but `/metrics`, `/healthz` and `/readyz` needs a credential
+//! (`outscore user add NAME --role abuse|viewer`): a bearer token
+//! `NAME:SECRET` for the API, or the login page for the pages.
+
+mod api;
+pub mod auth;
+pub mod db;
+mod metrics;
+mod pages;
+pub mod rules;
+pub mod text;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use tokio_util::sync::CancellationToken;
+
+use std::path::PathBuf;
+
+use crate::store::{ReportSink, Store, StoreError};
+
+pub use auth::{Principal, Role};
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub sessions: Arc<auth::Sessions>,
+    pub session_ttl: Duration,
+    /// Mark the session cookie `Secure` (set when served behind TLS).
+    pub secure_cookie: bool,
+    /// The daemon's report queue, for the queue depth metric.
+    pub reports: Option<ReportSink>,
+    /// The report spool, for the spool size metric.
+    pub spool_dir: Option<PathBuf>,
+}
+
+impl AppState {
+    pub fn new(store: Store) -> AppState {
+        AppState {
+            store,
+            sessions: Arc::default(),
+            session_ttl: Duration::from_secs(8 * 3600),
+            secure_cookie: false,
+            reports: None,
+            spool_dir: None,
+        }
+    }
+}
+
+/// An API refusal. Store failures are logged and answered without detail.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("authentication required")]
+    Unauthenticated,
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("not found")]
+    NotFound,
+    #[error("past retention: the content is no longer kept")]
+    Gone,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("refused: {message}")]
+    Refused {
+        message: String,
+        detail: serde_json::Value,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ApiError::Unauthenticated => return auth::unauthenticated(),
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Gone => StatusCode::GONE,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Refused { .. } => StatusCode::CONFLICT,
+            ApiError::Store(e) => {
+                tracing::error!(error = %e, "review API: store failure");
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(serde_json::json!({"error": "store unavailable"})),
+                )
+                    .into_response();
+            }
+        };
+        let mut body = serde_json::json!({"error": self.to_string()});
+        if let ApiError::Refused { detail, .. } = self {
+            body["detail"] = detail;
+        }
+        (status, Json(body)).into_response()
+    }
+}
+
+/// The whole interface, ready for `axum::serve` or `oneshot`.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(metrics::healthz))
+        .route("/readyz", get(metrics::readyz))
+        .route("/metrics", get(metrics::metrics))
+        .route("/api/v1/reports", get(api::list_reports))
+        .route("/api/v1/reports/{id}", get(api::report))
+        .route("/api/v1/reports/{id}/raw", get(api::raw))
+        .route("/api/v1/accounts", get(api::accounts))
+        .route("/api/v1/accounts/{account}", get(api::account))
+        .route(
+            "/api/v1/accounts/{account}/{action}",
+            post(api::account_action),
+        )
+        .route("/api/v1/audit", get(api::audit_log))
+        .route("/api/v1/stats", get(api::stats))
+        .route("/", get(pages::home))
+        .route("/login", get(pages::login_form).post(pages::login))
+        .route("/logout", post(pages::logout))
+        .route("/history", get(pages::history))
+        .route("/reports/{id}", get(pages::report))
+        .route("/abuse", get(pages::abuse))
+        .route("/accounts", get(pages::accounts))
+        .route("/accounts/{account}/{action}", post(pages::account_action))
+        .route("/chart", get(pages::chart))
+        .route("/chart.svg", get(pages::chart_svg))
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(state)
+}
+
+/// No script may run, nothing may frame the pages, forms post only here,
+/// and nothing is cached: a message is never executed, even if escaping
+/// were missed somewhere.
+async fn security_headers(mut res: Response) -> Response {
+    use axum::http::{header, HeaderValue};
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// Serve on `listen` until `shutdown`; a fresh install (no credential yet)
+/// logs how to create the first one.
+pub async fn serve(
+    state: AppState,
+    listen: std::net::SocketAddr,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    serve_on(state, listener, shutdown).await
+}
+
+/// [`serve`] on a listener already bound (so a bad address fails start-up).
+pub async fn serve_on(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let listen = listener.local_addr()?;
+    match db::user_count(&state.store).await {
+        Ok(0) => tracing::warn!(
+            listen = %listen,
+            "review interface has no credentials yet; create the first with: outscore user add NAME --role abuse"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot count review credentials"),
+    }
+    if !listen.ip().is_loopback() {
+        tracing::warn!(listen = %listen, "review interface listens beyond loopback; put TLS in front of it");
+    }
+    tracing::info!(listen = %listen, "review interface listening");
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}

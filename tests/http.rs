@@ -1,0 +1,863 @@
+//! The review interface through its router, without sockets (`oneshot`),
+//! over SQLite and PostgreSQL alike: authentication and roles, every
+//! refusal (no token, wrong role, content past retention, a second unblock
+//! within 90 days), the JSON API, the pages, the audit trail and metrics.
+
+mod store_support;
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use axum::Router;
+use chrono::{Duration, Utc};
+use http_body_util::BodyExt;
+use outscore::http::auth::{hash_secret, UserRecord};
+use outscore::http::{app, db, AppState, Role};
+use outscore::scoring::SymbolResult;
+use outscore::store::{
+    AccountChange, AccountStatus, AccountStore, AuditLog, ReportStore, Store, StoredReport,
+};
+use serde_json::{json, Value};
+use store_support::*;
+use tower::ServiceExt;
+
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let db = super::sqlite().await;
+                super::$name(&db.store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(db) = super::postgres().await else { return };
+                super::$name(&db.store).await;
+                db.drop_schema().await;
+            }
+        }
+    )*};
+}
+
+both_backends!(
+    probes_and_metrics_need_no_credential,
+    everything_else_needs_a_credential,
+    report_list_filters_and_pages,
+    report_detail_by_role_and_retention,
+    account_actions_obey_the_rules_and_are_audited,
+    pages_log_in_list_open_and_unblock,
+    stats_count_per_hour,
+);
+
+const ABUSE: &str = "alice:abuse-secret";
+const VIEWER: &str = "victor:viewer-secret";
+
+/// A user with a cheap hash (the rounds are tested in the unit tests).
+async fn add_user(store: &Store, name: &str, secret: &str, role: Role) {
+    let salt = format!("salt-{name}");
+    let record = UserRecord {
+        name: name.into(),
+        role,
+        hash: hash_secret(secret, &salt, 10),
+        salt,
+        iterations: 10,
+    };
+    db::put_user(store, &record).await.unwrap();
+}
+
+async fn setup(store: &Store) -> Router {
+    add_user(store, "alice", "abuse-secret", Role::Abuse).await;
+    add_user(store, "victor", "viewer-secret", Role::Viewer).await;
+    app(AppState::new(store.clone()))
+}
+
+/// A refused spam message naming its keyword, as the keyword rule reports it.
+fn spam(n: usize, account: &str, hours_ago: i64) -> StoredReport {
+    let mut r = report(
+        n,
+        account,
+        Utc::now() - Duration::hours(hours_ago),
+        9.5,
+        Some("L-SPAM20"),
+    );
+    r.report.symbols = vec![SymbolResult {
+        name: "KEYWORD_PHARMA".into(),
+        group: "keywords".into(),
+        weight: 6.0,
+        factor: 1.0,
+        score: 6.0,
+        evidence: vec![r#"keyword "viagra" in subject as "VIAGRA""#.into()],
+    }];
+    r.report.message.subject = Some(format!("Cheap VIAGRA <b>now</b> {n}"));
+    r.content = format!(
+        "From: {account}\r\nTo: x@example.org\r\nSubject: Cheap VIAGRA <b>now</b> {n}\r\n\r\nBuy viagra <script>alert(1)</script> today.\r\n"
+    )
+    .into_bytes();
+    r
+}
+
+fn ham(n: usize, account: &str) -> StoredReport {
+    let mut r = report(
+        n,
+        account,
+        Utc::now() - Duration::minutes(n as i64),
+        0.5,
+        None,
+    );
+    r.action = "accept".into();
+    r.report.message.subject = Some(format!("Meeting notes {n}"));
+    r
+}
+
+async fn seed(store: &Store) -> (String, String) {
+    let spam_now = spam(1, "bob@example.com", 1);
+    let old = spam(2, "bob@example.com", 80);
+    let ids = (spam_now.id.to_string(), old.id.to_string());
+    let mut reports = vec![spam_now, old];
+    reports.extend((10..16).map(|n| ham(n, "carol@example.com")));
+    store.insert_reports(&reports).await.unwrap();
+    ids
+}
+
+async fn send(app: &Router, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, String) {
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+async fn get(app: &Router, uri: &str, token: Option<&str>) -> (StatusCode, String) {
+    let mut req = Request::get(uri);
+    if let Some(t) = token {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let (s, _, b) = send(app, req.body(Body::empty()).unwrap()).await;
+    (s, b)
+}
+
+async fn get_json(app: &Router, uri: &str, token: &str) -> Value {
+    let (status, body) = get(app, uri, Some(token)).await;
+    assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+async fn post_json(app: &Router, uri: &str, token: &str, body: Value) -> (StatusCode, Value) {
+    let req = Request::post(uri)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let (s, _, b) = send(app, req).await;
+    (s, serde_json::from_str(&b).unwrap_or(Value::Null))
+}
+
+async fn probes_and_metrics_need_no_credential(store: &Store) {
+    let app = setup(store).await;
+    assert_eq!(get(&app, "/healthz", None).await.0, StatusCode::OK);
+    assert_eq!(get(&app, "/readyz", None).await.0, StatusCode::OK);
+    let (status, body) = get(&app, "/metrics", None).await;
+    assert_eq!(status, StatusCode::OK);
+    for name in [
+        "# TYPE outscore_milter_messages_total counter",
+        "outscore_milter_connections_total ",
+        "outscore_http_auth_failures_total ",
+        "outscore_regex_engine{engine=",
+        "outscore_store_up{backend=",
+        "outscore_outbox_pending 0",
+    ] {
+        assert!(body.contains(name), "metrics lack {name:?}:\n{body}");
+    }
+    // Verdicts by action and tier, and the scan latency histogram.
+    outscore::telemetry::record_verdict("reject", Some("L-SPAM20"), 1_200);
+    outscore::telemetry::record_verdict("accept", None, 300);
+    let (_, body) = get(&app, "/metrics", None).await;
+    for line in [
+        "outscore_verdicts_total{action=\"reject\",tier=\"L-SPAM20\"} ",
+        "outscore_verdicts_total{action=\"accept\",tier=\"none\"} ",
+        "# TYPE outscore_scan_seconds histogram",
+        "outscore_scan_seconds_bucket{le=\"0.0025\"} ",
+        "outscore_scan_seconds_bucket{le=\"+Inf\"} ",
+        "outscore_scan_seconds_count ",
+    ] {
+        assert!(body.contains(line), "metrics lack {line:?}:\n{body}");
+    }
+    // Nothing that names an account or a keyword.
+    assert!(!body.contains('@'));
+    // A closed store is not ready.
+    store.close().await;
+    assert_eq!(
+        get(&app, "/readyz", None).await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}
+
+async fn everything_else_needs_a_credential(store: &Store) {
+    let app = setup(store).await;
+    let (id, _) = seed(store).await;
+    for uri in [
+        "/api/v1/reports".to_string(),
+        format!("/api/v1/reports/{id}"),
+        format!("/api/v1/reports/{id}/raw"),
+        "/api/v1/accounts".into(),
+        "/api/v1/accounts/bob@example.com".into(),
+        "/api/v1/audit".into(),
+        "/api/v1/stats".into(),
+    ] {
+        let req = Request::get(&uri).body(Body::empty()).unwrap();
+        let (status, headers, _) = send(&app, req).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{uri} without a token");
+        assert!(headers.contains_key(header::WWW_AUTHENTICATE));
+        for bad in ["alice:wrong", "nobody:abuse-secret", "alice", "alice:"] {
+            assert_eq!(
+                get(&app, &uri, Some(bad)).await.0,
+                StatusCode::UNAUTHORIZED,
+                "{uri} with {bad}"
+            );
+        }
+    }
+    let (status, _) = post_json(
+        &app,
+        "/api/v1/accounts/bob@example.com/suspend",
+        "alice:nope",
+        json!({"reason": "x"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    for uri in [
+        "/history",
+        "/abuse",
+        "/accounts",
+        "/chart",
+        &format!("/reports/{id}"),
+    ] {
+        let req = Request::get(uri).body(Body::empty()).unwrap();
+        let (status, headers, _) = send(&app, req).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{uri}");
+        assert_eq!(headers[header::LOCATION], "/login", "{uri}");
+        // A forged session cookie is no session.
+        let req = Request::get(uri)
+            .header(header::COOKIE, "outscore_session=0123456789abcdef")
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(
+            send(&app, req).await.0,
+            StatusCode::SEE_OTHER,
+            "{uri} forged cookie"
+        );
+    }
+    // Nothing was changed or audited by the refused requests.
+    assert!(store.audit_entries(None, 10).await.unwrap().is_empty());
+}
+
+async fn report_list_filters_and_pages(store: &Store) {
+    let app = setup(store).await;
+    let (id, old) = seed(store).await;
+    let all = get_json(&app, "/api/v1/reports", VIEWER).await;
+    let ids: Vec<&str> = all["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 7, "the expired report is not listed: {ids:?}");
+    assert!(ids.contains(&id.as_str()) && !ids.contains(&old.as_str()));
+    let cases = [
+        ("account=BOB@example.com", 1),
+        ("tier=L-SPAM20", 1),
+        ("action=accept", 6),
+        ("min_score=5", 1),
+        ("max_score=1", 6),
+        ("recipient=shared@example.org", 7),
+        ("subject=viagra", 1),
+        ("subject=meeting%20notes%2012", 1),
+        ("subject=nothing-like-this", 0),
+        (
+            &format!(
+                "since={}",
+                (Utc::now() - Duration::minutes(30))
+                    .to_rfc3339()
+                    .replace('+', "%2B")
+            ),
+            6,
+        ),
+        (
+            &format!(
+                "until={}",
+                (Utc::now() - Duration::minutes(30))
+                    .to_rfc3339()
+                    .replace('+', "%2B")
+            ),
+            1,
+        ),
+    ];
+    for (q, want) in cases {
+        let v = get_json(&app, &format!("/api/v1/reports?{q}"), VIEWER).await;
+        assert_eq!(v["reports"].as_array().unwrap().len(), want, "{q}: {v}");
+    }
+    assert_eq!(
+        get(&app, "/api/v1/reports?since=yesterday", Some(VIEWER))
+            .await
+            .0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        get(&app, "/api/v1/reports?min_score=lots", Some(VIEWER))
+            .await
+            .0,
+        StatusCode::BAD_REQUEST
+    );
+    // Keyset paging walks every report once.
+    let mut seen = Vec::new();
+    let mut uri = "/api/v1/reports?limit=3".to_string();
+    for _ in 0..10 {
+        let v = get_json(&app, &uri, VIEWER).await;
+        seen.extend(
+            v["reports"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["id"].as_str().unwrap().to_string()),
+        );
+        match v["next"].as_str() {
+            Some(next) => uri = format!("/api/v1/reports?limit=3&after={next}"),
+            None => break,
+        }
+    }
+    let mut dedup = seen.clone();
+    dedup.sort();
+    dedup.dedup();
+    assert_eq!((seen.len(), dedup.len()), (7, 7), "{seen:?}");
+}
+
+async fn report_detail_by_role_and_retention(store: &Store) {
+    let app = setup(store).await;
+    let (id, old) = seed(store).await;
+    let v = get_json(&app, &format!("/api/v1/reports/{id}"), ABUSE).await;
+    assert_eq!(
+        v["report"]["report"]["symbols"][0]["name"],
+        "KEYWORD_PHARMA"
+    );
+    assert_eq!(
+        v["report"]["report"]["symbols"][0]["evidence"][0],
+        r#"keyword "viagra" in subject as "VIAGRA""#
+    );
+    assert_eq!(v["report"]["envelope"]["auth_login"], "bob@example.com");
+    assert!(v["content"]["raw"]
+        .as_str()
+        .unwrap()
+        .starts_with("From: bob@example.com"));
+    assert!(
+        v["content"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Buy viagra"),
+        "{v}"
+    );
+    let (status, raw) = get(&app, &format!("/api/v1/reports/{id}/raw"), Some(ABUSE)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(raw.contains("Subject: Cheap VIAGRA"));
+    // Both views are audited with who and which report.
+    let audit = store
+        .audit_entries(Some("bob@example.com"), 10)
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 2, "{audit:?}");
+    for a in &audit {
+        assert_eq!(
+            (a.entry.actor.as_str(), a.entry.action.as_str()),
+            ("alice", "view_content")
+        );
+        assert_eq!(a.entry.detail["report_id"], id.as_str());
+    }
+    // The viewer sees the report, never the content, and is not audited.
+    let v = get_json(&app, &format!("/api/v1/reports/{id}"), VIEWER).await;
+    assert_eq!(v["content"], Value::Null);
+    assert_eq!(v["content_visible"], false);
+    assert_eq!(
+        v["report"]["report"]["symbols"][0]["name"],
+        "KEYWORD_PHARMA"
+    );
+    assert_eq!(
+        get(&app, &format!("/api/v1/reports/{id}/raw"), Some(VIEWER))
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(store.audit_entries(None, 10).await.unwrap().len(), 2);
+    // Past retention: gone, for everyone, in the API and on the page.
+    for token in [ABUSE, VIEWER] {
+        let (status, body) = get(&app, &format!("/api/v1/reports/{old}"), Some(token)).await;
+        assert_eq!(status, StatusCode::GONE, "{body}");
+    }
+    assert_eq!(
+        get(&app, &format!("/api/v1/reports/{old}/raw"), Some(ABUSE))
+            .await
+            .0,
+        StatusCode::GONE
+    );
+    // Unknown and malformed ids.
+    assert_eq!(
+        get(&app, "/api/v1/reports/00000000000000aa", Some(ABUSE))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get(&app, "/api/v1/reports/..%2Fetc", Some(ABUSE)).await.0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+async fn block(store: &Store, account: &str, status: AccountStatus, tier: &str) {
+    store
+        .set_account_state(&AccountChange {
+            account: account.into(),
+            status,
+            at: Utc::now(),
+            tier: Some(tier.into()),
+            report_id: None,
+            reason: Some(format!("{tier} spam run")),
+        })
+        .await
+        .unwrap();
+}
+
+async fn account_actions_obey_the_rules_and_are_audited(store: &Store) {
+    let app = setup(store).await;
+    block(
+        store,
+        "bob@example.com",
+        AccountStatus::Suspended,
+        "L-SPAM20",
+    )
+    .await;
+    let v = get_json(&app, "/api/v1/accounts", VIEWER).await;
+    assert_eq!(v["accounts"][0]["account"], "bob@example.com");
+    assert_eq!(v["accounts"][0]["restricted"], true);
+    assert_eq!(v["accounts"][0]["tier"], "L-SPAM20");
+    assert!(v["accounts"][0]["blocked_since"].is_string());
+    let u = "/api/v1/accounts/bob@example.com/unblock";
+    // The viewer may not act; an action needs a reason; unknown actions 404.
+    assert_eq!(
+        post_json(&app, u, VIEWER, json!({"reason": "please"}))
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        post_json(&app, u, ABUSE, json!({})).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        post_json(&app, u, ABUSE, json!({"reason": "  "})).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        post_json(
+            &app,
+            "/api/v1/accounts/bob@example.com/delete",
+            ABUSE,
+            json!({"reason": "x"})
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        store
+            .account_state("bob@example.com")
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        AccountStatus::Suspended
+    );
+    // First self-service unblock: allowed.
+    let (status, v) = post_json(&app, u, ABUSE, json!({"reason": "customer cleaned the PC"})).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["account"]["status"], "active");
+    // Blocked again, the second unblock within 90 days is refused.
+    let (status, _) = post_json(
+        &app,
+        "/api/v1/accounts/bob@example.com/suspend",
+        ABUSE,
+        json!({"reason": "relapse", "tier": "L-SPAM21"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, v) = post_json(&app, u, ABUSE, json!({"reason": "again"})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["detail"]["refusal"], "too_soon");
+    assert!(v["error"].as_str().unwrap().contains("90 days"), "{v}");
+    let detail = get_json(&app, "/api/v1/accounts/bob@example.com", VIEWER).await;
+    assert_eq!(detail["self_service_unblock"]["allowed"], false);
+    assert_eq!(detail["account"]["tier"], "L-SPAM21");
+    assert_eq!(detail["unblocks"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        store
+            .account_state("bob@example.com")
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        AccountStatus::Suspended
+    );
+    // The abuse team can still lift it; lifting an active account is refused.
+    let lift = "/api/v1/accounts/bob@example.com/lift";
+    assert_eq!(
+        post_json(&app, lift, ABUSE, json!({"reason": "verified by phone"}))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        post_json(&app, lift, ABUSE, json!({"reason": "again"}))
+            .await
+            .0,
+        StatusCode::CONFLICT
+    );
+    // Password-reset blocks are lifted by confirming the reset, not unblocked.
+    block(
+        store,
+        "dave@example.com",
+        AccountStatus::PasswordResetRequired,
+        "L-SPAM10",
+    )
+    .await;
+    let (status, v) = post_json(
+        &app,
+        "/api/v1/accounts/dave@example.com/unblock",
+        ABUSE,
+        json!({"reason": "x"}),
+    )
+    .await;
+    assert_eq!(
+        (status, v["detail"]["refusal"].as_str()),
+        (StatusCode::CONFLICT, Some("password_reset_required"))
+    );
+    let (status, v) = post_json(
+        &app,
+        "/api/v1/accounts/dave@example.com/password-reset-done",
+        ABUSE,
+        json!({"reason": "panel reset"}),
+    )
+    .await;
+    assert_eq!(
+        (status, v["account"]["status"].as_str()),
+        (StatusCode::OK, Some("active"))
+    );
+    // Mass abuse is never self-service.
+    block(
+        store,
+        "eve@example.com",
+        AccountStatus::Suspended,
+        "L-SPAM40",
+    )
+    .await;
+    let (status, v) = post_json(
+        &app,
+        "/api/v1/accounts/eve@example.com/unblock",
+        ABUSE,
+        json!({"reason": "x"}),
+    )
+    .await;
+    assert_eq!(
+        (status, v["detail"]["refusal"].as_str()),
+        (StatusCode::CONFLICT, Some("mass_abuse"))
+    );
+    // Every action and refusal is in the audit log with who did it.
+    let audit = get_json(&app, "/api/v1/audit?account=bob@example.com", VIEWER).await;
+    let actions: Vec<(&str, &str)> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["actor"].as_str().unwrap(), e["action"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("alice", "lift_refused"),
+            ("alice", "unblock"),
+            ("alice", "unblock_refused"),
+            ("alice", "suspend"),
+            ("alice", "unblock"),
+        ],
+        "{audit}"
+    );
+    let last = &audit["entries"][4];
+    assert_eq!(last["detail"]["reason"], "customer cleaned the PC");
+    assert_eq!(last["detail"]["from"], "suspended");
+    assert_eq!(last["detail"]["self_service"], true);
+    let lift = &audit["entries"][1];
+    assert_eq!(
+        (
+            lift["detail"]["self_service"].as_bool(),
+            lift["detail"]["via"].as_str()
+        ),
+        (Some(false), Some("lift"))
+    );
+    let dave = get_json(&app, "/api/v1/audit?account=dave@example.com", VIEWER).await;
+    assert_eq!(dave["entries"][0]["action"], "reset_done");
+    assert!(last["at"].is_string());
+}
+
+/// Log in through the form; returns the cookie header value.
+async fn login(app: &Router, user: &str, password: &str) -> Result<String, StatusCode> {
+    let req = Request::post("/login")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!("user={user}&password={password}")))
+        .unwrap();
+    let (status, headers, _) = send(app, req).await;
+    if status != StatusCode::SEE_OTHER {
+        return Err(status);
+    }
+    let cookie = headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    Ok(cookie.split(';').next().unwrap().to_string())
+}
+
+async fn page(app: &Router, uri: &str, cookie: &str) -> (StatusCode, String) {
+    let req = Request::get(uri)
+        .header(header::COOKIE, cookie)
+        .body(Body::empty())
+        .unwrap();
+    let (s, _, b) = send(app, req).await;
+    (s, b)
+}
+
+async fn form(
+    app: &Router,
+    uri: &str,
+    cookie: &str,
+    body: &str,
+    origin: Option<&str>,
+) -> (StatusCode, String) {
+    let mut req = Request::builder()
+        .method(Method::POST)
+        .uri(uri)
+        .header(header::COOKIE, cookie)
+        .header(header::HOST, "127.0.0.1:11334")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    if let Some(o) = origin {
+        req = req.header(header::ORIGIN, o);
+    }
+    let (s, _, b) = send(app, req.body(Body::from(body.to_string())).unwrap()).await;
+    (s, b)
+}
+
+async fn pages_log_in_list_open_and_unblock(store: &Store) {
+    let app = setup(store).await;
+    let (id, old) = seed(store).await;
+    assert_eq!(
+        login(&app, "alice", "wrong").await,
+        Err(StatusCode::UNAUTHORIZED)
+    );
+    let cookie = login(&app, "alice", "abuse-secret").await.unwrap();
+    // Mail history: Spam Score column, the refused message, escaped subject.
+    let (status, html) = page(&app, "/history", &cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("<th>Spam Score</th>"), "{html}");
+    assert!(html.contains("<tr class=\"refused\">"));
+    assert!(html.contains(&format!("href=\"/reports/{id}\"")));
+    assert!(
+        html.contains("Cheap VIAGRA &lt;b&gt;now&lt;/b&gt; 1"),
+        "subject not escaped"
+    );
+    assert!(!html.contains("<b>now</b>"));
+    let (_, filtered) = page(&app, "/history?action=accept", &cookie).await;
+    assert!(!filtered.contains("VIAGRA") && filtered.contains("Meeting notes"));
+    // The report page highlights the keyword and escapes the message; no
+    // script may run on it even if escaping were missed.
+    let req = Request::get(format!("/reports/{id}"))
+        .header(header::COOKIE, &cookie)
+        .body(Body::empty())
+        .unwrap();
+    let (_, headers, _) = send(&app, req).await;
+    assert!(headers[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap()
+        .starts_with("default-src 'none'"));
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    let (status, html) = page(&app, &format!("/reports/{id}"), &cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("KEYWORD_PHARMA"));
+    assert!(html.contains("<mark>viagra</mark>"), "{html}");
+    assert!(html.contains("<mark>VIAGRA</mark>"));
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(!html.contains("<script>"));
+    assert_eq!(
+        page(&app, &format!("/reports/{old}"), &cookie).await.0,
+        StatusCode::GONE
+    );
+    // Mail abuse: green, then red with the blocked account.
+    let (_, html) = page(&app, "/abuse", &cookie).await;
+    assert!(html.contains("class=\"ok\"") && html.contains("No account is blocked"));
+    block(
+        store,
+        "bob@example.com",
+        AccountStatus::Suspended,
+        "L-SPAM20",
+    )
+    .await;
+    let (_, html) = page(&app, "/abuse", &cookie).await;
+    assert!(
+        html.contains("class=\"alert\"")
+            && html.contains("bob@example.com")
+            && html.contains("L-SPAM20")
+    );
+    assert!(
+        html.contains("action=\"/accounts/bob@example.com/unblock\""),
+        "{html}"
+    );
+    let (_, html) = page(&app, "/accounts", &cookie).await;
+    assert!(html.contains("<th>Restrictions</th>") && html.contains("SMTP suspended"));
+    // A cross-site form post is refused.
+    let unblock = "/accounts/bob%40example.com/unblock";
+    let (status, _) = form(
+        &app,
+        unblock,
+        &cookie,
+        "reason=x",
+        Some("https://evil.example"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Unblock from the page, then get refused the second time, with the why.
+    let (status, html) = form(
+        &app,
+        unblock,
+        &cookie,
+        "reason=customer+request&back=%2Fabuse",
+        Some("http://127.0.0.1:11334"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(
+        html.contains("flash good") && html.contains("No account is blocked"),
+        "{html}"
+    );
+    block(
+        store,
+        "bob@example.com",
+        AccountStatus::Suspended,
+        "L-SPAM20",
+    )
+    .await;
+    let (_, html) = page(&app, "/abuse", &cookie).await;
+    assert!(html.contains("Self-service unblock not possible"), "{html}");
+    let (status, html) = form(&app, unblock, &cookie, "reason=again&back=%2Fabuse", None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(
+        html.contains("flash bad") && html.contains("once every 90 days"),
+        "{html}"
+    );
+    // The viewer sees pages without content or action buttons.
+    let viewer = login(&app, "victor", "viewer-secret").await.unwrap();
+    let (_, html) = page(&app, &format!("/reports/{id}"), &viewer).await;
+    assert!(html.contains("hidden for the viewer role") && !html.contains("Buy viagra"));
+    let (_, html) = page(&app, "/abuse", &viewer).await;
+    assert!(
+        html.contains("bob@example.com")
+            && !html.contains("<form method=\"post\" action=\"/accounts/")
+    );
+    let (status, _) = form(&app, unblock, &viewer, "reason=x", None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // The chart is an inline SVG.
+    let (status, html) = page(&app, "/chart", &cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("<svg") && html.contains("<polyline"));
+    // Logging out ends the session.
+    let (_, _) = form(&app, "/logout", &cookie, "", None).await;
+    assert_eq!(
+        page(&app, "/history", &cookie).await.0,
+        StatusCode::SEE_OTHER
+    );
+}
+
+async fn stats_count_per_hour(store: &Store) {
+    let app = setup(store).await;
+    seed(store).await;
+    let v = get_json(&app, "/api/v1/stats?hours=6", VIEWER).await;
+    let hours = v["hours"].as_array().unwrap();
+    assert_eq!(hours.len(), 6);
+    let total: u64 = hours.iter().map(|h| h["messages"].as_u64().unwrap()).sum();
+    let spam: u64 = hours.iter().map(|h| h["spam"].as_u64().unwrap()).sum();
+    let l20: u64 = hours
+        .iter()
+        .filter_map(|h| h["tiers"]["L-SPAM20"].as_u64())
+        .sum();
+    assert_eq!((total, spam, l20), (7, 1, 1), "{v}");
+}
+
+#[tokio::test]
+async fn default_credentials_hash_with_many_rounds() {
+    let (record, secret) = outscore::http::auth::new_credential("ops", Role::Abuse);
+    assert!(record.iterations >= 10_000);
+    assert!(!record.hash.contains(&secret) && record.hash.len() == 64);
+    assert!(outscore::http::auth::verify(&record, &secret));
+    assert!(!outscore::http::auth::verify(&record, "guess"));
+    let (other, _) = outscore::http::auth::new_credential("ops", Role::Abuse);
+    assert_ne!(record.salt, other.salt);
+}
+
+/// `outscore user add` prints a secret once; it logs in and works as a
+/// token against the same store; `user remove` ends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_cli_creates_a_working_credential() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_outscore"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env_remove("OUTSCORE_CONFIG")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = run(&["user", "add", "ops", "--role", "abuse"]);
+    assert_eq!(code, Some(0), "{out}");
+    let token = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("API token:"))
+        .and_then(|l| l.trim().strip_prefix("Authorization: Bearer "))
+        .expect("token printed")
+        .to_string();
+    let secret = token.strip_prefix("ops:").unwrap().to_string();
+    assert_eq!(
+        run(&["user", "add", "bad name", "--role", "abuse"]).0,
+        Some(1)
+    );
+    assert_eq!(run(&["user", "add", "x", "--role", "root"]).0, Some(1));
+    assert_eq!(
+        run(&["user", "list"]),
+        (Some(0), "ops\tabuse\n".to_string())
+    );
+
+    let url = format!("sqlite://{}", dir.path().join("outscore.db").display());
+    let store = Store::connect(&url, options()).await.unwrap();
+    let stored = db::user(&store, "ops").await.unwrap().unwrap();
+    assert!(stored.iterations >= 10_000 && !stored.hash.contains(&secret));
+    let app = app(AppState::new(store.clone()));
+    assert_eq!(
+        get(&app, "/api/v1/accounts", Some(&token)).await.0,
+        StatusCode::OK
+    );
+    assert!(login(&app, "ops", &secret).await.is_ok());
+    assert_eq!(run(&["user", "remove", "ops"]).0, Some(0));
+    assert_eq!(run(&["user", "remove", "ops"]).0, Some(1));
+    // A fresh app (no token cache) no longer accepts it.
+    let app = outscore::http::app(AppState::new(store.clone()));
+    assert_eq!(
+        get(&app, "/api/v1/accounts", Some(&token)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    store.close().await;
+}
