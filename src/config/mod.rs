@@ -103,6 +103,7 @@ struct RawFile {
     notify: RawNotify,
     #[serde(default)]
     accounts: RawAccounts,
+    #[serde(default)]
     http: RawHttp,
 }
 
