@@ -397,3 +397,112 @@ async fn compromised_account_sending_as_a_bank_and_paypal() {
     let names: Vec<_> = outcome.symbols.iter().map(|s| s.name).collect();
     assert_eq!(names, vec!["SPF_PASS"], "{:#?}", outcome.symbols);
 }
+
+/// The same compromised account, through the milter: the daemon's pipeline
+/// with the identity checker, over a real milter connection on loopback. The
+/// symbols reach the `X-Outscore-Report` header and the stored report keeps
+/// their evidence.
+#[tokio::test]
+async fn compromised_account_through_the_milter() {
+    use outscore::milter::client::{
+        MilterClient, Submission, POSTFIX_ACTIONS, POSTFIX_PROTOCOL, POSTFIX_VERSION,
+    };
+    use outscore::milter::{Reply, SessionOptions};
+    use outscore::pipeline::{Pipeline, PipelineOptions};
+    use outscore::scoring::Engine;
+    use outscore::server::{Listener, Server};
+    use outscore::store::{self, ReportStore};
+    use std::sync::Arc;
+
+    let dns = Dns::start();
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "data_dir = \"{}\"\n[spf]\negress_ips = [\"{EGRESS}\"]\nresolver = \"{}\"\nbudget = \"3s\"\n",
+        dir.path().display(),
+        dns.addr,
+    );
+    let config = Config::parse(Path::new("outscore.toml"), &text).unwrap();
+    let db = store::open(&config).await.unwrap();
+    let (sink, writer) = store::spawn_writer(db.clone(), &config).unwrap();
+    let pipeline = Arc::new(
+        Pipeline::new(
+            Engine::builtin(),
+            PipelineOptions {
+                add_headers: true,
+                header_prefix: "X-Outscore".into(),
+            },
+        )
+        .with_identity(Arc::new(IdentityChecker::from_config(&config).unwrap()))
+        .with_reports(sink),
+    );
+    let listener = Listener::bind(&"inet:127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let outscore::milter::ListenAddr::Tcp(addr) = listener.local_addr() else {
+        panic!("tcp listener")
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = Server::new(
+        vec![listener],
+        pipeline,
+        SessionOptions::default(),
+        8,
+        Duration::from_secs(5),
+    );
+    let token = stop.clone();
+    let task = tokio::spawn(async move { server.run(token).await });
+
+    let mut c = MilterClient::new(tokio::net::TcpStream::connect(addr).await.unwrap());
+    c.negotiate(POSTFIX_VERSION, POSTFIX_ACTIONS, POSTFIX_PROTOCOL)
+        .await
+        .unwrap();
+    c.connect("pc.customer.example", "198.51.100.7", "pc.customer.example")
+        .await
+        .unwrap();
+    let out = c
+        .send_message(&Submission {
+            mail_from: "<ceo@bank.example>".into(),
+            rcpts: vec!["<victim@example.net>".into()],
+            mail_macros: vec![("{auth_authen}".into(), "alice@customer.example".into())],
+            headers: vec![
+                ("From".into(), "PayPal <support@paypal.com>".into()),
+                ("To".into(), "victim@example.net".into()),
+                ("Subject".into(), "Your account".into()),
+            ],
+            body: bytes::Bytes::from_static(b"Verify now.\r\n"),
+        })
+        .await
+        .unwrap();
+    let header = out
+        .eom
+        .iter()
+        .find_map(|r| match r {
+            Reply::AddHeader { name, value } if name == "X-Outscore-Report" => Some(value.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no report header: {out:?}"));
+    for symbol in [
+        "SPF_FAIL",
+        "LOGIN_MAILFROM_MISMATCH",
+        "LOGIN_HEADER_FROM_MISMATCH",
+        "FROM_MAILFROM_MISALIGNED",
+        "DMARC_POLICY_REJECT_MISALIGNED",
+    ] {
+        assert!(header.contains(symbol), "{symbol} not in {header:?}");
+    }
+    stop.cancel();
+    task.await.unwrap();
+    writer.shutdown().await;
+
+    let listed = db
+        .list_reports(&Default::default(), 10, None)
+        .await
+        .unwrap();
+    let stored = db.report(&listed.reports[0].id).await.unwrap().unwrap();
+    let evidence = |name: &str| stored.report.symbol(name).unwrap().evidence.join(" | ");
+    assert!(evidence("SPF_FAIL").contains("bank.example"));
+    assert!(evidence("SPF_FAIL").contains(EGRESS));
+    assert!(evidence("LOGIN_MAILFROM_MISMATCH").contains("(mail from)"));
+    assert!(evidence("LOGIN_HEADER_FROM_MISMATCH").contains("(header)"));
+    assert!(evidence("DMARC_POLICY_REJECT_MISALIGNED").contains("_dmarc.paypal.com"));
+}
