@@ -402,6 +402,17 @@ impl Default for Config {
     }
 }
 
+/// Read a configuration or rule file; failure is a [`ConfigErrors`] naming it.
+pub fn read_file(path: &Path) -> Result<String, ConfigErrors> {
+    std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: path.to_path_buf(),
+            line: None,
+            message: format!("cannot read: {e}"),
+        }])
+    })
+}
+
 /// `$OUTSCORE_DATA_DIR`, else `/var/lib/outscore` for root, else
 /// `~/.local/share/outscore`.
 pub fn default_data_dir() -> PathBuf {
@@ -421,14 +432,7 @@ pub fn default_data_dir() -> PathBuf {
 impl Config {
     /// Read and validate a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![ConfigError {
-                file: path.to_path_buf(),
-                line: None,
-                message: format!("cannot read: {e}"),
-            }])
-        })?;
-        Config::parse(path, &text)
+        Config::parse(path, &read_file(path)?)
     }
 
     /// Validate configuration text; `path` is only used in error messages.

@@ -274,14 +274,7 @@ impl TierTable {
 
     /// Read `tiers.toml` from a file.
     pub fn load(path: &Path) -> Result<TierTable, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![ConfigError {
-                file: path.to_path_buf(),
-                line: None,
-                message: format!("cannot read: {e}"),
-            }])
-        })?;
-        TierTable::parse(path, &text)
+        TierTable::parse(path, &crate::config::read_file(path)?)
     }
 
     /// `<dir>/tiers.toml` when present, else the built-in table.
