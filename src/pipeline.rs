@@ -1,6 +1,8 @@
-//! The one path every message takes: envelope + raw message → scan report →
-//! verdict (SMTP reply or headers). Implements the milter [`Filter`]; knows no
-//! sockets. The same scoring runs in `outscore scan`.
+//! The one path every message takes: envelope + raw message → identity facts
+//! and classifier symbols → scan report → tier and account action (through
+//! the enforcer) → verdict (SMTP reply or headers) and a stored report.
+//! Implements the milter [`Filter`]; knows no sockets. `outscore scan` uses
+//! the same engine, classifier and verdict code.
 
 use std::sync::Arc;
 
@@ -306,8 +308,15 @@ impl Filter for Pipeline {
             None => Vec::new(),
         };
         external.extend(self.classifier_symbols(&message.raw));
-        let report = engine.scan_with(&envelope, &message.raw, &external);
         let reject_score = engine.reject_score_for(&envelope);
+        // Parsing and rules are CPU work: off the async workers, so a huge
+        // message never stalls other connections' replies.
+        let (raw, scanned_envelope) = (message.raw.clone(), envelope.clone());
+        let report = tokio::task::spawn_blocking(move || {
+            engine.scan_with(&scanned_envelope, &raw, &external)
+        })
+        .await
+        .map_err(|e| FilterError(format!("scan failed: {e}")))?;
         let mut stored = StoredReport::new(envelope, report, None, "", message.raw.to_vec());
         let verdict = self.enforce(&mut stored, reject_score, message.size).await;
         let reply = match &verdict.decision {
