@@ -10,9 +10,12 @@
 //! ```text
 //! Postfix ──milter──▶ milter::session ──Envelope + raw message──▶ pipeline
 //!                                                                   │
+//!   auth (SPF, identity) + classifier ─▶ external symbols ─────────▶│
 //!        message::parse ─▶ rules ─▶ scoring (weights, caps) ─▶ ScanReport
 //!                                                                   │
-//!                              verdict (SMTP reply / headers) ◀─────┘
+//!                   policy (tier + account history, limits) ◀───────┤
+//!                              verdict (SMTP reply / headers) ◀─────┤
+//!                              store (report, 72 h) ◀───────────────┘
 //! ```
 //!
 //! | module      | job                                                    | must not know   |
@@ -30,6 +33,10 @@
 //! | [`http`]    | review API, pages, metrics over the store             | milter, scoring rules |
 //! | [`config`]  | `outscore.toml` → validated [`config::Config`]         | sockets         |
 //! | [`scan`]    | offline corpus scoring, summary, baseline diff         | sockets, store  |
+//! | [`policy`]  | tiers, account state machine, volume limits (pure)     | sockets, sqlx   |
+//! | [`policy_db`]| the policy's persistence traits over the store        | milter          |
+//! | [`notify`]  | outbox delivery: webhook, command, SMTP e-mail         | scoring         |
+//! | [`telemetry`]| counters (one place for metric names) and log set-up  | accounts as labels |
 //!
 //! Only `main.rs` picks concrete implementations.
 

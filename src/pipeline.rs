@@ -13,8 +13,8 @@ use crate::auth::identity::IdentityChecker;
 use crate::classifier::{self, Classifier};
 use crate::envelope::Envelope;
 use crate::milter::{Decision, EomVerdict, Filter, FilterError, HeaderEdit, Message, SmtpReply};
-use crate::policy::service::Enforcer;
-use crate::policy::Scored;
+use crate::policy::service::{Enforcer, ServiceError};
+use crate::policy::{Gate, Scored};
 use crate::scoring::{Engine, ExternalSymbol, ScanReport};
 use crate::store::{account_of, ReportSink, Store, StoredReport};
 
@@ -174,12 +174,10 @@ impl Pipeline {
     }
 
     /// Decide at end of message with the account's history: the tier, the
-    /// account action and the reply. The report gets its tier and action.
+    /// account action and the reply. The report gets its tier.
     async fn enforce(&self, stored: &mut StoredReport, reject_score: f64, size: u64) -> EomVerdict {
         let Some((enforcer, account)) = self.enforced(&stored.envelope) else {
-            let verdict = self.verdict_at(&stored.report, reject_score, stored.id.as_str());
-            stored.action = action_name(&verdict.decision).into();
-            return verdict;
+            return self.verdict_at(&stored.report, reject_score, stored.id.as_str());
         };
         let now = chrono::Utc::now();
         let names: Vec<&str> = stored
@@ -193,21 +191,19 @@ impl Pipeline {
             reject_score,
             symbols: &names,
         };
-        let outcome = match enforcer.facts(&account, now).await {
-            Ok(mut facts) => {
-                enforcer
-                    .at_eom(&mut facts, &scored, size, stored.id.as_str(), now)
-                    .await
-            }
-            Err(e) => Err(e),
+        let outcome = async {
+            // Fresh facts, not cached: the tier depends on the latest history.
+            let mut facts = enforcer.facts(&account, now).await?;
+            enforcer
+                .at_eom(&mut facts, &scored, size, stored.id.as_str(), now)
+                .await
         };
-        match outcome {
+        match outcome.await {
             Ok(out) => {
                 if let Some(tier) = &out.tier {
                     info!(account, tier = %tier.tier, explanation = %tier.explanation, "tier decided");
                     stored.tier = Some(tier.tier.to_string());
                 }
-                stored.action = action_name(&out.decision).into();
                 if out.decision.is_refusal() {
                     EomVerdict::with_decision(out.decision)
                 } else {
@@ -217,10 +213,25 @@ impl Pipeline {
             Err(e) => {
                 // Account state is out of reach: the score alone decides.
                 warn!(account, error = %e, "account enforcement unavailable; deciding on the score");
-                let verdict = self.verdict_at(&stored.report, reject_score, stored.id.as_str());
-                stored.action = action_name(&verdict.decision).into();
-                verdict
+                self.verdict_at(&stored.report, reject_score, stored.id.as_str())
             }
+        }
+    }
+}
+
+/// The decision of an early gate; when account state is out of reach the
+/// message goes on (the end-of-message score still decides).
+fn gate_decision(gate: Result<Gate, ServiceError>, account: &str, step: &str) -> Decision {
+    match gate {
+        Ok(gate) => {
+            if gate.decision.is_refusal() {
+                info!(account, step, reason = ?gate.reason, "refused before the message");
+            }
+            gate.decision
+        }
+        Err(e) => {
+            warn!(account, step, error = %e, "account state unavailable; continuing");
+            Decision::Continue
         }
     }
 }
@@ -241,26 +252,13 @@ impl Filter for Pipeline {
             return Decision::Continue;
         };
         let now = chrono::Utc::now();
-        let gate = match enforcer.facts_cached(&account, now).await {
-            Ok(mut facts) => {
-                enforcer
-                    .at_mail(&mut facts, envelope.declared_size(), now)
-                    .await
-            }
-            Err(e) => Err(e),
+        let gate = async {
+            let mut facts = enforcer.facts_cached(&account, now).await?;
+            enforcer
+                .at_mail(&mut facts, envelope.declared_size(), now)
+                .await
         };
-        match gate {
-            Ok(gate) => {
-                if gate.decision.is_refusal() {
-                    info!(account, reason = ?gate.reason, "refused at MAIL FROM");
-                }
-                gate.decision
-            }
-            Err(e) => {
-                warn!(account, error = %e, "account state unavailable at MAIL FROM; continuing");
-                Decision::Continue
-            }
-        }
+        gate_decision(gate.await, &account, "MAIL FROM")
     }
 
     async fn rcpt(&self, envelope: &Envelope, rcpt: &str) -> Decision {
@@ -270,21 +268,13 @@ impl Filter for Pipeline {
         let now = chrono::Utc::now();
         // The session has already appended this recipient.
         let accepted_so_far = envelope.rcpts.len().saturating_sub(1);
-        let gate = match enforcer.facts_cached(&account, now).await {
-            Ok(mut facts) => {
-                enforcer
-                    .at_rcpt(&mut facts, accepted_so_far, rcpt, now)
-                    .await
-            }
-            Err(e) => Err(e),
+        let gate = async {
+            let mut facts = enforcer.facts_cached(&account, now).await?;
+            enforcer
+                .at_rcpt(&mut facts, accepted_so_far, rcpt, now)
+                .await
         };
-        match gate {
-            Ok(gate) => gate.decision,
-            Err(e) => {
-                warn!(account, error = %e, "counters unavailable at RCPT; continuing");
-                Decision::Continue
-            }
-        }
+        gate_decision(gate.await, &account, "RCPT")
     }
 
     async fn end_of_message(
@@ -319,6 +309,7 @@ impl Filter for Pipeline {
         .map_err(|e| FilterError(format!("scan failed: {e}")))?;
         let mut stored = StoredReport::new(envelope, report, None, "", message.raw.to_vec());
         let verdict = self.enforce(&mut stored, reject_score, message.size).await;
+        stored.action = action_name(&verdict.decision).into();
         let reply = match &verdict.decision {
             Decision::Reply(reply) => reply.to_string(),
             _ => "-".to_string(),

@@ -3,6 +3,7 @@
 //! refusal (no token, wrong role, content past retention, a second unblock
 //! within 90 days), the JSON API, the pages, the audit trail and metrics.
 
+#[macro_use]
 mod store_support;
 
 use axum::body::Body;
@@ -19,25 +20,6 @@ use outscore::store::{
 use serde_json::{json, Value};
 use store_support::*;
 use tower::ServiceExt;
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let db = super::sqlite().await;
-                super::$name(&db.store).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let Some(db) = super::postgres().await else { return };
-                super::$name(&db.store).await;
-                db.drop_schema().await;
-            }
-        }
-    )*};
-}
 
 both_backends!(
     probes_and_metrics_need_no_credential,

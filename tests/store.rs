@@ -3,6 +3,7 @@
 //! reached the PostgreSQL half says so on stderr and does not run, unless
 //! `OUTSCORE_REQUIRE_POSTGRES=1`, which makes it fail.
 
+#[macro_use]
 mod store_support;
 
 use std::collections::{BTreeSet, HashSet};
@@ -15,26 +16,6 @@ use outscore::store::{
     Submitted, UnblockRequest, WriterOptions,
 };
 use store_support::*;
-
-/// Runs `$name(&Store)` once per backend.
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let db = super::sqlite().await;
-                super::$name(&db.store).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let Some(db) = super::postgres().await else { return };
-                super::$name(&db.store).await;
-                db.drop_schema().await;
-            }
-        }
-    )*};
-}
 
 both_backends!(
     reports_round_trip_and_idempotent_insert,

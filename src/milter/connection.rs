@@ -15,10 +15,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use super::filter::{Decision, EomVerdict, Filter, HeaderEdit};
+use super::filter::{Decision, EomVerdict, Filter, HeaderEdit, Message};
 use super::frame::{decode_command, encode_reply, FrameError, Reply};
 use super::reply::SmtpReply;
 use super::session::{Session, SessionError, Step};
+use crate::envelope::Envelope;
 use crate::telemetry;
 
 /// What to answer when the filter cannot give a verdict in time.
@@ -160,24 +161,14 @@ where
             }
             Step::AskMail => {
                 let envelope = session.envelope().expect("MAIL opened a message");
-                let decision = guarded(options.command_timeout, filter.mail(envelope))
-                    .await
-                    .unwrap_or_else(|reason| {
-                        telemetry::FILTER_FAILURES.incr();
-                        warn!(stage = "mail", %reason, "filter failed; using fail-safe");
-                        options.fail_safe.decision()
-                    });
+                let decided = guarded(options.command_timeout, filter.mail(envelope)).await;
+                let decision = or_fail_safe(decided, "mail", &options);
                 encode_reply(&session.answer(decision), &mut output);
             }
             Step::AskRcpt(rcpt) => {
                 let envelope = session.envelope().expect("RCPT belongs to a message");
-                let decision = guarded(options.command_timeout, filter.rcpt(envelope, &rcpt))
-                    .await
-                    .unwrap_or_else(|reason| {
-                        telemetry::FILTER_FAILURES.incr();
-                        warn!(stage = "rcpt", %reason, "filter failed; using fail-safe");
-                        options.fail_safe.decision()
-                    });
+                let decided = guarded(options.command_timeout, filter.rcpt(envelope, &rcpt)).await;
+                let decision = or_fail_safe(decided, "rcpt", &options);
                 encode_reply(&session.answer(decision), &mut output);
             }
             Step::AskEom => {
@@ -210,8 +201,8 @@ where
 async fn end_of_message<W, F>(
     filter: &Arc<F>,
     options: &SessionOptions,
-    envelope: super::super::envelope::Envelope,
-    message: super::filter::Message,
+    envelope: Envelope,
+    message: Message,
     writer: &mut W,
     output: &mut BytesMut,
 ) -> Result<EomVerdict, ConnectionError>
@@ -275,6 +266,19 @@ async fn guarded<T>(budget: Duration, work: impl Future<Output = T>) -> Result<T
         Ok(Err(_)) => Err("filter panicked".into()),
         Err(_) => Err(format!("filter exceeded {budget:?}")),
     }
+}
+
+/// The filter's MAIL/RCPT decision, or the fail-safe one (logged and counted).
+fn or_fail_safe(
+    decided: Result<Decision, String>,
+    stage: &str,
+    options: &SessionOptions,
+) -> Decision {
+    decided.unwrap_or_else(|reason| {
+        telemetry::FILTER_FAILURES.incr();
+        warn!(stage, %reason, "filter failed; using fail-safe");
+        options.fail_safe.decision()
+    })
 }
 
 async fn flush<W: AsyncWrite + Unpin>(

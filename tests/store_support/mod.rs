@@ -185,3 +185,25 @@ pub fn report(
     r.created_at = at;
     r
 }
+
+/// Runs `$name(&Store)` once per backend: SQLite always, PostgreSQL when it
+/// is reachable (see [`postgres`]). Used by `#[macro_use] mod store_support;`.
+#[allow(unused_macros)]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let db = super::sqlite().await;
+                super::$name(&db.store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(db) = super::postgres().await else { return };
+                super::$name(&db.store).await;
+                db.drop_schema().await;
+            }
+        }
+    )*};
+}
