@@ -650,7 +650,9 @@ fn rate_limit_prison_and_expiry() {
 fn daily_external_budget_rollover_and_repeat_offender() {
     let athens = outscore::config::LimitsConfig {
         hosted_domains: vec!["hosted.example".into()],
-        day_offset: chrono::FixedOffset::east_opt(2 * 3600).unwrap(),
+        day_zone: outscore::policy::limits::DayZone::Fixed(
+            chrono::FixedOffset::east_opt(2 * 3600).unwrap(),
+        ),
         ..LimitsConfig::default()
     };
     let p = policy_with(athens);

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use chrono::FixedOffset;
+use crate::policy::limits::{parse_offset, DayZone};
 use serde::Deserialize;
 
 use super::Errors;
@@ -23,6 +23,7 @@ pub(super) struct RawLimits {
     repeat_offender_period: Option<toml::Spanned<String>>,
     max_message_mb: Option<toml::Spanned<i64>>,
     day_utc_offset: Option<toml::Spanned<String>>,
+    day_timezone: Option<toml::Spanned<String>>,
     hosted_domains: Option<Vec<String>>,
     reply_too_many_rcpts: Option<toml::Spanned<String>>,
     reply_rate: Option<toml::Spanned<String>>,
@@ -51,8 +52,9 @@ pub struct LimitsConfig {
     pub repeat_offender_period: Duration,
     /// Largest message accepted, in bytes.
     pub max_message_bytes: u64,
-    /// Offset of the local day the daily budget resets in (00:00 local).
-    pub day_offset: FixedOffset,
+    /// The local day the daily budget resets in (00:00 local): a named
+    /// time zone follows daylight saving time, a fixed offset does not.
+    pub day_zone: DayZone,
     /// Domains hosted here (lower-case); recipients elsewhere are external.
     pub hosted_domains: Vec<String>,
     pub reply_too_many_rcpts: SmtpReply,
@@ -73,7 +75,7 @@ impl Default for LimitsConfig {
             repeat_offender_after: 2,
             repeat_offender_period: Duration::from_secs(30 * 86_400),
             max_message_bytes: 30 * 1024 * 1024,
-            day_offset: FixedOffset::east_opt(0).expect("zero offset"),
+            day_zone: DayZone::default(),
             hosted_domains: Vec::new(),
             reply_too_many_rcpts: SmtpReply::parse("452 4.5.3 Too many recipients").expect("valid"),
             reply_rate: SmtpReply::parse(
@@ -197,27 +199,6 @@ fn reply(
     }
 }
 
-/// `+02:00`, `-05:30`, `UTC`, `Z`.
-pub fn parse_offset(text: &str) -> Result<FixedOffset, String> {
-    let t = text.trim();
-    if t.eq_ignore_ascii_case("utc") || t == "Z" {
-        return Ok(FixedOffset::east_opt(0).expect("zero"));
-    }
-    let bad = || format!("{text:?} is not a UTC offset like +02:00");
-    let (sign, rest) = match t.as_bytes().first() {
-        Some(b'+') => (1, &t[1..]),
-        Some(b'-') => (-1, &t[1..]),
-        _ => return Err(bad()),
-    };
-    let (h, m) = rest.split_once(':').unwrap_or((rest, "0"));
-    let h: i32 = h.parse().map_err(|_| bad())?;
-    let m: i32 = m.parse().map_err(|_| bad())?;
-    if h > 14 || m > 59 {
-        return Err(bad());
-    }
-    FixedOffset::east_opt(sign * (h * 3600 + m * 60)).ok_or_else(bad)
-}
-
 pub(super) fn validate_limits(raw: RawLimits, into: &mut LimitsConfig, errors: &mut Errors<'_>) {
     let big = 1_000_000_000;
     if let Some(n) = errors.positive(
@@ -257,14 +238,23 @@ pub(super) fn validate_limits(raw: RawLimits, into: &mut LimitsConfig, errors: &
     if let Some(n) = errors.positive(raw.max_message_mb, "limits.max_message_mb", 1 << 20) {
         into.max_message_bytes = n as u64 * 1024 * 1024;
     }
-    if let Some(offset) = raw.day_utc_offset {
-        match parse_offset(offset.get_ref()) {
-            Ok(o) => into.day_offset = o,
+    match (raw.day_timezone, raw.day_utc_offset) {
+        (Some(_), Some(offset)) => errors.push(
+            Some(offset.span().start),
+            "limits: set day_timezone or day_utc_offset, not both".to_string(),
+        ),
+        (Some(zone), None) => match DayZone::parse(zone.get_ref()) {
+            Ok(z) => into.day_zone = z,
+            Err(e) => errors.push(Some(zone.span().start), format!("limits.day_timezone: {e}")),
+        },
+        (None, Some(offset)) => match parse_offset(offset.get_ref()) {
+            Ok(o) => into.day_zone = DayZone::Fixed(o),
             Err(e) => errors.push(
                 Some(offset.span().start),
                 format!("limits.day_utc_offset: {e}"),
             ),
-        }
+        },
+        (None, None) => {}
     }
     if let Some(domains) = raw.hosted_domains {
         into.hosted_domains = domains
@@ -384,6 +374,8 @@ pub(super) fn validate_accounts(
 mod tests {
     use std::path::Path;
 
+    use chrono::FixedOffset;
+
     use super::super::Config;
     use super::*;
 
@@ -424,7 +416,10 @@ self_service_every_days = 0
             .replace("= 0", "= 30");
         let c = Config::parse(Path::new("o.toml"), &ok).unwrap();
         assert_eq!(c.limits.max_rcpts_per_message, 10);
-        assert_eq!(c.limits.day_offset.local_minus_utc(), 7200);
+        assert_eq!(
+            c.limits.day_zone,
+            DayZone::Fixed(FixedOffset::east_opt(7200).unwrap())
+        );
         assert_eq!(c.limits.hosted_domains, vec!["example.com"]);
         assert_eq!(
             c.notify.smtp_relay,
@@ -434,5 +429,32 @@ self_service_every_days = 0
             })
         );
         assert_eq!(c.accounts.self_service_every_days, 30);
+    }
+
+    #[test]
+    fn day_timezone_is_named_or_offset_not_both() {
+        let c = Config::parse(
+            Path::new("o.toml"),
+            "[limits]\nday_timezone = \"Europe/Rome\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.limits.day_zone, DayZone::parse("Europe/Rome").unwrap());
+        let e = Config::parse(
+            Path::new("o.toml"),
+            "[limits]\nday_timezone = \"Europe/Rome\"\nday_utc_offset = \"+01:00\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("o.toml:3:") && e.contains("not both"), "{e}");
+        let e = Config::parse(
+            Path::new("o.toml"),
+            "[limits]\nday_timezone = \"Mars/Olympus\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("o.toml:2:") && e.contains("limits.day_timezone"),
+            "{e}"
+        );
     }
 }

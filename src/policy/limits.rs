@@ -2,7 +2,7 @@
 //! (key, window) to bump, and what a value means. The counters themselves
 //! live in the store (atomic upserts); the clock is an argument.
 
-use chrono::{DateTime, Duration, FixedOffset, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, Duration, FixedOffset, NaiveDate, NaiveTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::LimitsConfig;
@@ -21,15 +21,87 @@ pub fn window_start(now: DateTime<Utc>, len: std::time::Duration) -> i64 {
     now.timestamp_millis().div_euclid(len) * len
 }
 
-/// Start of the local day (00:00 at `offset`) containing `now`, in UTC.
-pub fn day_start(now: DateTime<Utc>, offset: FixedOffset) -> DateTime<Utc> {
-    let local = now.with_timezone(&offset);
-    let midnight = local.date_naive().and_time(NaiveTime::MIN);
-    offset
-        .from_local_datetime(&midnight)
-        .single()
-        .expect("fixed offsets have no gaps")
-        .with_timezone(&Utc)
+/// The clock the daily budget follows: a fixed UTC offset, or a named
+/// time zone (IANA, e.g. `Europe/Rome`) whose midnight moves with daylight
+/// saving time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DayZone {
+    Fixed(FixedOffset),
+    Named(chrono_tz::Tz),
+}
+
+impl Default for DayZone {
+    fn default() -> Self {
+        DayZone::Fixed(FixedOffset::east_opt(0).expect("zero offset"))
+    }
+}
+
+impl DayZone {
+    /// `Europe/Rome` (any IANA zone name), `UTC`, `Z`, `+02:00`, `-05:30`.
+    pub fn parse(text: &str) -> Result<DayZone, String> {
+        let t = text.trim();
+        if t.eq_ignore_ascii_case("utc") || t == "Z" {
+            return Ok(DayZone::default());
+        }
+        if t.starts_with(['+', '-']) {
+            return parse_offset(t).map(DayZone::Fixed);
+        }
+        t.parse::<chrono_tz::Tz>().map(DayZone::Named).map_err(|_| {
+            format!("{text:?} is neither a time zone name like Europe/Rome nor a UTC offset like +02:00")
+        })
+    }
+
+    /// Start of the local day containing `now`, in UTC.
+    pub fn day_start(self, now: DateTime<Utc>) -> DateTime<Utc> {
+        match self {
+            DayZone::Fixed(offset) => {
+                local_midnight(&offset, now.with_timezone(&offset).date_naive())
+            }
+            DayZone::Named(tz) => local_midnight(&tz, now.with_timezone(&tz).date_naive()),
+        }
+    }
+}
+
+/// `+02:00`, `-05:30`, `UTC`, `Z`.
+pub fn parse_offset(text: &str) -> Result<FixedOffset, String> {
+    let t = text.trim();
+    if t.eq_ignore_ascii_case("utc") || t == "Z" {
+        return Ok(FixedOffset::east_opt(0).expect("zero"));
+    }
+    let bad = || format!("{text:?} is not a UTC offset like +02:00");
+    let (sign, rest) = match t.as_bytes().first() {
+        Some(b'+') => (1, &t[1..]),
+        Some(b'-') => (-1, &t[1..]),
+        _ => return Err(bad()),
+    };
+    let (h, m) = rest.split_once(':').unwrap_or((rest, "0"));
+    let h: i32 = h.parse().map_err(|_| bad())?;
+    let m: i32 = m.parse().map_err(|_| bad())?;
+    if h > 14 || m > 59 {
+        return Err(bad());
+    }
+    FixedOffset::east_opt(sign * (h * 3600 + m * 60)).ok_or_else(bad)
+}
+
+/// The first instant of `day` in `zone`: local 00:00, or, where a
+/// daylight-saving change skips midnight, the first local time that exists
+/// (at most a few hours later). An ambiguous midnight takes the earlier one.
+fn local_midnight<Z: TimeZone>(zone: &Z, day: NaiveDate) -> DateTime<Utc> {
+    let midnight = day.and_time(NaiveTime::MIN);
+    (0..=4 * 60)
+        .step_by(15)
+        .find_map(|minutes| {
+            zone.from_local_datetime(&(midnight + Duration::minutes(minutes)))
+                .earliest()
+        })
+        .map(|t| t.with_timezone(&Utc))
+        // No zone skips more than a few hours; fall back to UTC midnight.
+        .unwrap_or_else(|| Utc.from_utc_datetime(&midnight))
+}
+
+/// Start of the local day (00:00 in `zone`) containing `now`, in UTC.
+pub fn day_start(now: DateTime<Utc>, zone: DayZone) -> DateTime<Utc> {
+    zone.day_start(now)
 }
 
 /// Messages sent by `account` in the current rate window.
@@ -44,7 +116,7 @@ pub fn rate_key(account: &str, limits: &LimitsConfig, now: DateTime<Utc>) -> Cou
 pub fn external_key(account: &str, limits: &LimitsConfig, now: DateTime<Utc>) -> CounterKey {
     CounterKey {
         key: format!("ext:{account}"),
-        window_start: day_start(now, limits.day_offset).timestamp_millis(),
+        window_start: day_start(now, limits.day_zone).timestamp_millis(),
     }
 }
 
@@ -151,7 +223,7 @@ mod tests {
 
     #[test]
     fn local_day_starts_at_local_midnight() {
-        let athens = FixedOffset::east_opt(2 * 3600).unwrap();
+        let athens = DayZone::Fixed(FixedOffset::east_opt(2 * 3600).unwrap());
         // 21:59 UTC is 23:59 in +02:00: the day began at 22:00 UTC before.
         assert_eq!(
             day_start(t("2026-11-22T21:59:00Z"), athens),
@@ -162,6 +234,58 @@ mod tests {
             day_start(t("2026-11-22T22:00:00Z"), athens),
             t("2026-11-22T22:00:00Z")
         );
+    }
+
+    #[test]
+    fn named_zone_midnight_follows_daylight_saving() {
+        let rome = DayZone::parse("Europe/Rome").unwrap();
+        // Winter (CET, +01:00): midnight is 23:00 UTC the day before.
+        assert_eq!(
+            day_start(t("2026-01-15T12:00:00Z"), rome),
+            t("2026-01-14T23:00:00Z")
+        );
+        // Summer (CEST, +02:00): midnight is 22:00 UTC the day before.
+        assert_eq!(
+            day_start(t("2026-07-15T12:00:00Z"), rome),
+            t("2026-07-14T22:00:00Z")
+        );
+        // 22:30 UTC on 2026-07-15 is already 00:30 on the 16th in Rome; a
+        // fixed +01:00 would still count it as the 15th.
+        assert_eq!(
+            day_start(t("2026-07-15T22:30:00Z"), rome),
+            t("2026-07-15T22:00:00Z")
+        );
+        let fixed = DayZone::parse("+01:00").unwrap();
+        assert_eq!(
+            day_start(t("2026-07-15T22:30:00Z"), fixed),
+            t("2026-07-14T23:00:00Z")
+        );
+        // The day of the spring change (29 March 2026) starts at its
+        // midnight, still CET.
+        assert_eq!(
+            day_start(t("2026-03-29T10:00:00Z"), rome),
+            t("2026-03-28T23:00:00Z")
+        );
+    }
+
+    #[test]
+    fn midnight_skipped_by_daylight_saving_starts_at_first_local_time() {
+        // Havana moves clocks forward at 00:00 (to 01:00) in March: the
+        // 8 March 2026 day begins at 01:00 local (CDT, -04:00) = 05:00 UTC.
+        let havana = DayZone::parse("America/Havana").unwrap();
+        assert_eq!(
+            day_start(t("2026-03-08T12:00:00Z"), havana),
+            t("2026-03-08T05:00:00Z")
+        );
+    }
+
+    #[test]
+    fn zone_parse_errors_are_clear() {
+        assert_eq!(DayZone::parse("UTC").unwrap(), DayZone::default());
+        assert!(matches!(DayZone::parse("-05:30"), Ok(DayZone::Fixed(_))));
+        let e = DayZone::parse("Europe/Atlantis").unwrap_err();
+        assert!(e.contains("Europe/Rome"), "{e}");
+        assert!(DayZone::parse("+25:00").is_err());
     }
 
     #[test]

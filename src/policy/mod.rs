@@ -340,7 +340,7 @@ impl Policy {
             return Gate::pass();
         };
         let mut gate = Gate::refuse(self.limits.reply_daily.clone(), GateReason::DailyLimit);
-        let today = limits::day_start(now, self.limits.day_offset);
+        let today = limits::day_start(now, self.limits.day_zone);
         if facts.daily_limit_hit_at.is_none_or(|at| at < today) {
             facts.daily_limit_hit_at = Some(now);
             facts.history.limit_hits_last_day += 1;
