@@ -4,6 +4,7 @@
 //! MIME depth, part count and decoded size defend against bombs. No I/O, no
 //! knowledge of rules or weights.
 
+pub mod archive;
 pub mod html;
 pub mod normalize;
 pub mod sniff;
@@ -26,8 +27,8 @@ pub struct Limits {
     pub max_text_bytes: usize,
     /// URLs kept.
     pub max_urls: usize,
-    /// Zip members listed per archive.
-    pub max_zip_members: usize,
+    /// Members listed per archive (zip, RAR).
+    pub max_archive_members: usize,
 }
 
 impl Default for Limits {
@@ -38,7 +39,7 @@ impl Default for Limits {
             max_parts: 256,
             max_text_bytes: 512 * 1024,
             max_urls: 500,
-            max_zip_members: 1000,
+            max_archive_members: 1000,
         }
     }
 }
@@ -76,8 +77,8 @@ pub struct Attachment {
     pub size: u64,
     /// Type from magic bytes (see [`sniff::sniff`]).
     pub sniffed_type: Option<&'static str>,
-    /// Member names when the attachment is a zip archive.
-    pub zip_members: Vec<String>,
+    /// Member names when the attachment is a zip or RAR archive.
+    pub archive_members: Vec<String>,
     /// The archive has encrypted members.
     pub encrypted: bool,
 }
@@ -366,17 +367,21 @@ fn attachment(part: &mail_parser::MessagePart<'_>, limits: &Limits) -> Attachmen
         sniffed_type,
         ..Attachment::default()
     };
-    let zip_named = att
-        .name
-        .as_deref()
-        .is_some_and(|n| n.to_ascii_lowercase().ends_with(".zip"));
-    if sniffed_type == Some("zip") || zip_named {
-        let listing = sniff::zip_listing(data, limits.max_zip_members);
-        att.zip_members = listing.names;
+    // An archive is listed by its content type, or by its name when the
+    // content is not recognised (a zip without a readable start, say).
+    let named = att.name.as_deref().and_then(|n| {
+        let lower = n.to_ascii_lowercase();
+        ["zip", "rar", "7z"]
+            .into_iter()
+            .find(|ext| lower.ends_with(&format!(".{ext}")))
+    });
+    if let Some(listing) = sniffed_type
+        .filter(|t| archive::is_listable(t))
+        .or(named)
+        .and_then(|kind| archive::listing(kind, data, limits.max_archive_members))
+    {
+        att.archive_members = listing.names;
         att.encrypted = listing.encrypted;
-    }
-    if sniffed_type.is_some_and(|t| matches!(t, "rar" | "7z")) {
-        // Encrypted RAR/7z headers are not parsed; the flag stays false.
     }
     att
 }

@@ -1,7 +1,5 @@
-//! File types from magic bytes, and the member list of zip archives. Reads
-//! decoded attachment bytes only; never executes or extracts anything.
-
-use std::io::Cursor;
+//! File types from magic bytes. Reads decoded attachment bytes only; never
+//! executes or extracts anything.
 
 /// A type recognised from the first bytes of a file. The names are what
 /// reports show and what `scores/attachments.toml` refers to.
@@ -82,37 +80,6 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
-/// What a zip archive holds.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ZipListing {
-    pub names: Vec<String>,
-    pub encrypted: bool,
-    /// The central directory could not be read.
-    pub broken: bool,
-}
-
-/// List the members of a zip archive (at most `max` names).
-pub fn zip_listing(data: &[u8], max: usize) -> ZipListing {
-    let mut listing = ZipListing::default();
-    let Ok(mut archive) = zip::ZipArchive::new(Cursor::new(data)) else {
-        listing.broken = true;
-        return listing;
-    };
-    for i in 0..archive.len().min(max) {
-        match archive.by_index_raw(i) {
-            Ok(file) => {
-                listing.encrypted |= file.encrypted();
-                listing.names.push(file.name().to_string());
-            }
-            Err(_) => {
-                listing.broken = true;
-                break;
-            }
-        }
-    }
-    listing
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,22 +94,5 @@ mod tests {
         iso[0x8001..0x8006].copy_from_slice(b"CD001");
         assert_eq!(sniff(&iso), Some("iso"));
         assert_eq!(sniff(b"hello"), None);
-    }
-
-    #[test]
-    fn lists_zip_members() {
-        use std::io::Write;
-        let mut buf = Cursor::new(Vec::new());
-        {
-            let mut w = zip::ZipWriter::new(&mut buf);
-            let opts = zip::write::SimpleFileOptions::default();
-            w.start_file("invoice.pdf.exe", opts).unwrap();
-            w.write_all(b"MZ").unwrap();
-            w.finish().unwrap();
-        }
-        let l = zip_listing(buf.get_ref(), 100);
-        assert_eq!(l.names, vec!["invoice.pdf.exe".to_string()]);
-        assert!(!l.encrypted && !l.broken);
-        assert!(zip_listing(b"PK\x03\x04junk", 10).broken);
     }
 }

@@ -112,7 +112,7 @@ impl AttachmentPolicy {
             if is_html {
                 hits.add("ATTACH_HTML", 1.0, format!("{shown} is an HTML page"));
             }
-            for member in &att.zip_members {
+            for member in &att.archive_members {
                 let m: String = member.chars().filter(|c| !is_invisible(*c)).collect();
                 let file = m.rsplit('/').next().unwrap_or(&m);
                 if let Some(e) = self.is_dangerous(file) {
@@ -200,7 +200,7 @@ mod tests {
         let h = run(Attachment {
             name: Some("docs.zip".into()),
             sniffed_type: Some("zip"),
-            zip_members: vec!["a/readme.txt".into(), "a/setup.js".into()],
+            archive_members: vec!["a/readme.txt".into(), "a/setup.js".into()],
             encrypted: true,
             ..Default::default()
         });

@@ -87,7 +87,7 @@ impl<'a> Context<'a> {
         let names = msg
             .attachments
             .iter()
-            .flat_map(|a| a.name.iter().chain(a.zip_members.iter()))
+            .flat_map(|a| a.name.iter().chain(a.archive_members.iter()))
             .take(64)
             .map(|n| (n.clone(), Normalized::new(n)))
             .collect();
