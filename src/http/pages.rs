@@ -330,6 +330,7 @@ pub async fn report(
             "<h2>Message</h2><p class=\"muted\">Message content is hidden for the viewer role.</p>",
         ),
     }
+    body.push_str(&super::learn::report_section(&state, &who, &r.id).await);
     let _ = write!(
         body,
         "<h2>Envelope</h2><table class=\"kv\"><tr><th>Client</th><td>{} [{}]</td></tr><tr><th>HELO</th><td>{}</td></tr>\
@@ -354,7 +355,6 @@ pub async fn report(
         opt(&m.message_id),
         opt(&m.date),
     );
-    body.push_str(&super::learn::report_section(&state, &who, &r.id).await);
     if let Some(account) = &r.account {
         let _ = write!(
             body,
