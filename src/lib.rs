@@ -30,6 +30,7 @@
 //! | [`scoring`] | weights from `scores/`, group caps, the report type    | I/O             |
 //! | [`store`]   | reports, account state, counters (SQLite/PostgreSQL)   | milter          |
 //! | [`classifier`]| learned naive Bayes: message → spam probability, BAYES_* | weights, store |
+//! | [`learn`]   | reviewer verdicts → model update, saved and swapped in | HTTP, milter    |
 //! | [`http`]    | review API, pages, metrics over the store             | milter, scoring rules |
 //! | [`config`]  | `outscore.toml` → validated [`config::Config`]         | sockets         |
 //! | [`scan`]    | offline corpus scoring, summary, baseline diff         | sockets, store  |
@@ -45,6 +46,7 @@ pub mod classifier;
 pub mod config;
 pub mod envelope;
 pub mod http;
+pub mod learn;
 pub mod message;
 pub mod milter;
 pub mod notify;

@@ -83,6 +83,17 @@ enum Cmd {
     /// Train the content classifier (BAYES_SPAM / BAYES_HAM) from labelled
     /// mail: .eml files, directories (recursive), mbox files, manifests.
     Train(TrainArgs),
+    /// Teach the content classifier from stored reports (within retention):
+    /// the model in the data dir is updated; the daemon picks it up on SIGHUP.
+    Learn(LearnArgs),
+    /// Share the classifier model between relays: export the model in force,
+    /// import a model file (validated first).
+    Model {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: ModelCmd,
+    },
     /// Credentials of the review interface ([http]).
     User {
         #[command(flatten)]
@@ -118,6 +129,38 @@ struct TrainArgs {
     /// Words only, no word pairs (smaller, less accurate).
     #[arg(long)]
     no_bigrams: bool,
+}
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("verdict").required(true).args(["spam", "ham"])))]
+struct LearnArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Learn the reports as spam.
+    #[arg(long)]
+    spam: bool,
+    /// Learn the reports as ham (legitimate mail).
+    #[arg(long)]
+    ham: bool,
+    /// Report ids (as quoted in SMTP replies and on the review pages).
+    #[arg(required = true, value_name = "REPORT_ID")]
+    ids: Vec<String>,
+    /// Why (kept with the verdict and in the audit log).
+    #[arg(long)]
+    reason: String,
+    /// Who decides, for the audit log; default: the login name.
+    #[arg(long)]
+    by: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum ModelCmd {
+    /// Write the model in force (`<data_dir>/model.bin`, else the built-in
+    /// one) to PATH.
+    Export { path: PathBuf },
+    /// Validate a model file and install it as `<data_dir>/model.bin`
+    /// atomically; a damaged file changes nothing.
+    Import { path: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -354,6 +397,14 @@ fn main() -> ExitCode {
         Cmd::User { store, command } => {
             run_store_command(&store, |config| user_command(config, command))
         }
+        Cmd::Learn(args) => {
+            let store = StoreArgs {
+                config: args.store.config.clone(),
+                data_dir: args.store.data_dir.clone(),
+            };
+            run_store_command(&store, |config| learn_command(config, args))
+        }
+        Cmd::Model { store, command } => model_command(&store, command),
         Cmd::Train(args) => {
             let config = match load_config(args.config.as_deref(), &[], None) {
                 Ok(c) => c,
@@ -370,8 +421,134 @@ fn main() -> ExitCode {
     }
 }
 
-/// The classifier model's file name inside the data directory.
-const MODEL_FILE: &str = "model.bin";
+use outscore::classifier::MODEL_FILE;
+
+/// What to tell the operator after the model file changed.
+const RELOAD_HINT: &str =
+    "a running daemon picks the new model up on SIGHUP (systemctl reload outscore, or kill -HUP its pid)";
+
+async fn learn_command(config: Config, args: LearnArgs) -> anyhow::Result<ExitCode> {
+    use outscore::learn::{LearnError, LearnRequest, Learner};
+    use outscore::store::Label;
+    let db = store::open(&config)
+        .await
+        .context("cannot open the report store")?;
+    let learner = Learner::new(db.clone(), &config.data_dir);
+    let verdict = if args.spam { Label::Spam } else { Label::Ham };
+    let actor = args.by.clone().unwrap_or_else(|| {
+        std::env::var("SUDO_USER")
+            .or_else(|_| std::env::var("USER"))
+            .map(|u| format!("cli:{u}"))
+            .unwrap_or_else(|_| "cli".into())
+    });
+    let percent = |p: Option<f64>| {
+        p.map_or("n/a (model not ready)".into(), |p| {
+            format!("{:.1}%", p * 100.0)
+        })
+    };
+    let (mut learned, mut refused, mut failed) = (0u32, 0u32, 0u32);
+    let mut last = None;
+    for text in &args.ids {
+        let id = match parse_report_id(text) {
+            Ok(id) => id,
+            Err(e) => {
+                eprintln!("{text}: not learned: {e}");
+                refused += 1;
+                continue;
+            }
+        };
+        let request = LearnRequest {
+            report_id: id.clone(),
+            verdict,
+            actor: actor.clone(),
+            reason: args.reason.clone(),
+        };
+        match learner.learn(&request).await {
+            Ok(l) => {
+                learned += 1;
+                println!(
+                    "{id}: learned as {verdict}{}; spam probability {} (was {})",
+                    l.reversed
+                        .map(|r| format!(" (earlier {r} verdict taken back)"))
+                        .unwrap_or_default(),
+                    percent(l.probability),
+                    percent(l.probability_before)
+                );
+                last = Some(l);
+            }
+            Err(
+                e @ (LearnError::Store(_)
+                | LearnError::Model(_)
+                | LearnError::Lock { .. }
+                | LearnError::Task(_)),
+            ) => {
+                eprintln!("{id}: not learned: {e}");
+                failed += 1;
+            }
+            Err(e) => {
+                eprintln!("{id}: not learned: {e}");
+                refused += 1;
+            }
+        }
+    }
+    db.close().await;
+    if let Some(l) = last {
+        println!(
+            "model saved to {} ({} spam, {} ham learned); {RELOAD_HINT}",
+            l.model_path.display(),
+            l.spam_messages,
+            l.ham_messages
+        );
+    }
+    println!("{learned} learned, {refused} refused, {failed} failed");
+    Ok(if failed > 0 {
+        ExitCode::FAILURE
+    } else if refused > 0 {
+        ExitCode::from(EXIT_REFUSED)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn model_command(args: &StoreArgs, command: ModelCmd) -> ExitCode {
+    let config = match load_config(args.config.as_deref(), &[], args.data_dir.clone()) {
+        Ok(c) => c,
+        Err(errors) => return config_failure(&errors),
+    };
+    let result = match command {
+        ModelCmd::Export { path } => outscore::learn::export_model(&config.data_dir, &path)
+            .map(|st| {
+                println!(
+                    "exported the model in force to {} ({} spam, {} ham, {} tokens); import it on another relay with: outscore model import {}",
+                    path.display(),
+                    st.spam_messages,
+                    st.ham_messages,
+                    st.buckets_used,
+                    path.display()
+                )
+            })
+            .map_err(anyhow::Error::from),
+        ModelCmd::Import { path } => outscore::learn::import_model(&config.data_dir, &path)
+            .map(|st| {
+                println!(
+                    "imported {} ({} spam, {} ham, {} tokens) as {}; {RELOAD_HINT}",
+                    path.display(),
+                    st.spam_messages,
+                    st.ham_messages,
+                    st.buckets_used,
+                    config.data_dir.join(MODEL_FILE).display()
+                )
+            })
+            .map_err(anyhow::Error::from),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("outscore model: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
 fn train(config: &Config, args: TrainArgs) -> anyhow::Result<()> {
     use outscore::classifier::{input, Classifier, Model};
@@ -1123,6 +1300,10 @@ async fn serve(config: Config, engine: Engine) -> anyhow::Result<()> {
     spawn_signal_handlers(shutdown.clone(), pipeline.clone(), config.clone())?;
     let http = if config.http.enabled {
         let mut state = http::AppState::new(store.clone());
+        state.learner = Some(Arc::new(
+            outscore::learn::Learner::new(store.clone(), &config.data_dir)
+                .with_pipeline(pipeline.clone()),
+        ));
         state.session_ttl = config.http.session_ttl;
         state.reports = Some(reports_for_http);
         state.spool_dir = Some(writer.spool().dir().to_path_buf());

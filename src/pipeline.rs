@@ -95,6 +95,19 @@ impl Pipeline {
             .collect()
     }
 
+    /// The loaded model's answer for a message; `None` without a model or
+    /// while it has learned too little.
+    pub fn classify(&self, raw: &[u8]) -> Option<classifier::Verdict> {
+        let guard = self.classifier.load();
+        Option::as_ref(&**guard)?.classify(raw)
+    }
+
+    /// Counts of the model in force, `None` without one.
+    pub fn model_stats(&self) -> Option<classifier::ModelStats> {
+        let guard = self.classifier.load();
+        Option::as_ref(&**guard).map(|c| c.model().stats())
+    }
+
     /// Swap in a reloaded model.
     pub fn replace_classifier(&self, classifier: Classifier) {
         self.classifier.store(Arc::new(Some(classifier)));

@@ -52,13 +52,17 @@ pub static HTTP_AUTH_FAILURES: Counter = Counter::new(
     "outscore_http_auth_failures_total",
     "Review API requests and logins refused for a bad credential",
 );
+pub static CLASSIFIER_LEARNED: Counter = Counter::new(
+    "outscore_classifier_learned_total",
+    "Reports the content classifier learned as spam or ham from a reviewer's verdict",
+);
 pub static HTTP_ACCOUNT_ACTIONS: Counter = Counter::new(
     "outscore_http_account_actions_total",
     "Account actions (unblock, suspend, lift, password reset) done through the review interface",
 );
 
 /// Every counter, for exposition.
-pub fn counters() -> [&'static Counter; 6] {
+pub fn counters() -> [&'static Counter; 7] {
     [
         &CONNECTIONS,
         &MESSAGES,
@@ -66,6 +70,7 @@ pub fn counters() -> [&'static Counter; 6] {
         &PROTOCOL_ERRORS,
         &HTTP_AUTH_FAILURES,
         &HTTP_ACCOUNT_ACTIONS,
+        &CLASSIFIER_LEARNED,
     ]
 }
 

@@ -1,7 +1,8 @@
 //! End to end in headless Chromium, driven through chromedriver's WebDriver
 //! protocol on loopback: log in, find a refused message in Mail history,
-//! open its report and see the matched keyword, unblock its account from
-//! Mail abuse, and get refused on a second unblock. Screenshots of each page
+//! open its report and see the matched keyword, mark it as ham for the
+//! classifier, unblock its account from Mail abuse, and get refused on a
+//! second unblock. Screenshots of each page
 //! go to `<target>/tmp/browser-screenshots/`.
 //!
 //! Without chromedriver the test says so and does not run, unless
@@ -401,11 +402,13 @@ async fn abuse_team_reviews_and_unblocks_in_chromium() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let stop = CancellationToken::new();
-    let server = tokio::spawn(serve_on(
-        AppState::new(store.clone()),
-        listener,
-        stop.clone(),
-    ));
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut state = AppState::new(store.clone());
+    state.learner = Some(std::sync::Arc::new(outscore::learn::Learner::new(
+        store.clone(),
+        data_dir.path(),
+    )));
+    let server = tokio::spawn(serve_on(state, listener, stop.clone()));
     let profile = tempfile::tempdir().unwrap();
     let Some(b) = browser(base, profile.path()).await else {
         stop.cancel();
@@ -450,6 +453,22 @@ async fn abuse_team_reviews_and_unblocks_in_chromium() {
         "subject and body both marked"
     );
     b.screenshot("03-report").await;
+
+    // Teach the classifier: mark it as ham, with a reason, and be told so.
+    b.type_into("#learn input[name=reason]", "checked with the customer")
+        .await;
+    b.click("#learn button[value=ham]").await;
+    b.wait_for("#flash").await;
+    let flash = b.text("#flash").await;
+    assert!(
+        flash.contains("Learned as ham") && flash.contains("spam probability"),
+        "{flash}"
+    );
+    assert!(data_dir
+        .path()
+        .join(outscore::classifier::MODEL_FILE)
+        .exists());
+    b.screenshot("03b-learned-as-ham").await;
 
     // Mail abuse: red, bob listed; unblock him.
     b.go("/abuse").await;

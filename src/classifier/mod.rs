@@ -235,6 +235,19 @@ impl Classifier {
         true
     }
 
+    /// Takes back a message learned earlier as `was_spam` and refreshes the
+    /// weights (the first half of reversing a verdict). Returns false when
+    /// the bytes are not a message.
+    pub fn forget(&mut self, raw: &[u8], was_spam: bool) -> bool {
+        let Some(msg) = tokenize::parse(raw) else {
+            return false;
+        };
+        let buckets = distinct_buckets(&self.model, &msg);
+        self.model.remove(&buckets, was_spam);
+        self.model.refresh();
+        true
+    }
+
     /// Refreshes weights after a batch of [`Classifier::add`].
     pub fn finish(&mut self) {
         self.model.refresh();

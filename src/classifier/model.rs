@@ -125,6 +125,25 @@ impl Model {
         }
     }
 
+    /// Takes back one message counted with [`Model::add`] (same buckets,
+    /// same class), e.g. when a verdict is reversed. Counts saturate at zero,
+    /// so a model that never saw the message is not driven negative; weights
+    /// are not refreshed.
+    pub fn remove(&mut self, buckets: &[u32], is_spam: bool) {
+        let table = if is_spam {
+            self.n_spam = self.n_spam.saturating_sub(1);
+            &mut self.spam
+        } else {
+            self.n_ham = self.n_ham.saturating_sub(1);
+            &mut self.ham
+        };
+        for &b in buckets {
+            if let Some(c) = table.get_mut(b as usize) {
+                *c = c.saturating_sub(1);
+            }
+        }
+    }
+
     /// Recomputes every weight from the counts.
     pub fn refresh(&mut self) {
         let ns = self.n_spam.max(1) as f64;
@@ -241,7 +260,10 @@ impl Model {
         Model::from_bytes(&data)
     }
 
-    /// Writes the model atomically (temporary file, then rename).
+    /// Writes the model atomically: a temporary file beside it, flushed to
+    /// disk, renamed over the old one, and the directory flushed so the
+    /// rename survives a crash. Readers see the old or the new model, never
+    /// a part.
     pub fn save(&self, path: &Path) -> Result<(), ModelError> {
         let io = |e| ModelError::Io {
             path: path.to_path_buf(),
@@ -254,7 +276,15 @@ impl Model {
         let mut f = std::fs::File::create(&tmp).map_err(io)?;
         f.write_all(&self.to_bytes()).map_err(io)?;
         f.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
+        drop(f);
+        std::fs::rename(&tmp, path).map_err(io)?;
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)
     }
 }
 

@@ -10,6 +10,7 @@
 mod api;
 pub mod auth;
 pub mod db;
+mod learn;
 mod metrics;
 mod pages;
 pub mod rules;
@@ -42,6 +43,9 @@ pub struct AppState {
     pub reports: Option<ReportSink>,
     /// The report spool, for the spool size metric.
     pub spool_dir: Option<PathBuf>,
+    /// Teaches the classifier from reviewers' verdicts; without it the
+    /// learn endpoints answer 500 and the report page shows no form.
+    pub learner: Option<Arc<crate::learn::Learner<Store>>>,
 }
 
 impl AppState {
@@ -53,6 +57,7 @@ impl AppState {
             secure_cookie: false,
             reports: None,
             spool_dir: None,
+            learner: None,
         }
     }
 }
@@ -114,6 +119,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/reports", get(api::list_reports))
         .route("/api/v1/reports/{id}", get(api::report))
         .route("/api/v1/reports/{id}/raw", get(api::raw))
+        .route("/api/v1/reports/{id}/learn", post(learn::api))
         .route("/api/v1/accounts", get(api::accounts))
         .route("/api/v1/accounts/{account}", get(api::account))
         .route(
@@ -127,6 +133,7 @@ pub fn app(state: AppState) -> Router {
         .route("/logout", post(pages::logout))
         .route("/history", get(pages::history))
         .route("/reports/{id}", get(pages::report))
+        .route("/reports/{id}/learn", post(learn::page))
         .route("/abuse", get(pages::abuse))
         .route("/accounts", get(pages::accounts))
         .route("/accounts/{account}/{action}", post(pages::account_action))

@@ -1,5 +1,5 @@
-//! Server-rendered pages: login, Mail history, report, Mail abuse, Accounts
-//! and the score chart. Plain HTML forms, no script; every value that comes
+//! Server-rendered pages: login, Mail history, report (with the classifier
+//! form from `learn`), Mail abuse, Accounts and the score chart. Plain HTML forms, no script; every value that comes
 //! from a message or a user is escaped.
 
 use std::fmt::Write;
@@ -53,12 +53,17 @@ fn layout(title: &str, who: Option<&Principal>, body: &str) -> String {
     )
 }
 
-fn page(status: StatusCode, title: &str, who: Option<&Principal>, body: &str) -> Response {
+pub(super) fn page(
+    status: StatusCode,
+    title: &str,
+    who: Option<&Principal>,
+    body: &str,
+) -> Response {
     (status, Html(layout(title, who, body))).into_response()
 }
 
 /// An API refusal as a page.
-fn error_page(who: &Principal, e: ApiError) -> Response {
+pub(super) fn error_page(who: &Principal, e: ApiError) -> Response {
     let status = e.into_response().status();
     let text = match status {
         StatusCode::GONE => {
@@ -88,7 +93,7 @@ fn opt(s: &Option<String>) -> String {
 }
 
 /// A POST from another site (by its `Origin`) is refused.
-fn cross_site(headers: &HeaderMap) -> bool {
+pub(super) fn cross_site(headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return false;
     };
@@ -325,6 +330,7 @@ pub async fn report(
             "<h2>Message</h2><p class=\"muted\">Message content is hidden for the viewer role.</p>",
         ),
     }
+    body.push_str(&super::learn::report_section(&state, &who, &r.id).await);
     let _ = write!(
         body,
         "<h2>Envelope</h2><table class=\"kv\"><tr><th>Client</th><td>{} [{}]</td></tr><tr><th>HELO</th><td>{}</td></tr>\

@@ -190,8 +190,8 @@ macro_rules! sql_store {
         };
         use crate::store::model::*;
         use crate::store::{
-            query_err, AccountStore, AuditLog, Counters, Outbox, ReportStore, StoreError,
-            UnblockRequest,
+            query_err, AccountStore, AuditLog, Counters, LearnedVerdicts, Outbox, ReportStore,
+            StoreError, UnblockRequest,
         };
 
         fn account_row(row: &<$db as sqlx::Database>::Row) -> Result<AccountState, StoreError> {
@@ -499,10 +499,21 @@ macro_rules! sql_store {
                             batch,
                         )
                         .await?;
+                    // A verdict is learned after its report was received, so
+                    // one learned before the cutoff belongs to a purged report.
+                    let learned = self
+                        .delete_batch(
+                            "DELETE FROM learned WHERE report_id IN \
+                             (SELECT report_id FROM learned WHERE learned_at < $1 LIMIT $2)",
+                            "purge learned",
+                            cutoff,
+                            batch,
+                        )
+                        .await?;
                     stats.reports += reports;
                     stats.batches += 1;
                     let b = batch as u64;
-                    if reports < b && content < b && rcpts < b {
+                    if reports < b && content < b && rcpts < b && learned < b {
                         break;
                     }
                     tokio::task::yield_now().await;
@@ -748,6 +759,48 @@ macro_rules! sql_store {
                     tokio::task::yield_now().await;
                 }
                 Ok(total)
+            }
+        }
+
+        impl LearnedVerdicts for $store {
+            async fn learned(&self, id: &ReportId) -> Result<Option<LearnedVerdict>, StoreError> {
+                let row = sqlx::query::<$db>(
+                    "SELECT verdict, actor, reason, learned_at FROM learned WHERE report_id = $1",
+                )
+                .bind(id.as_str().to_string())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(query_err("get learned"))?;
+                let Some(row) = row else { return Ok(None) };
+                let verdict: String = row.try_get("verdict").map_err(query_err("learned row"))?;
+                Ok(Some(LearnedVerdict {
+                    report_id: id.clone(),
+                    verdict: verdict.parse().map_err(|detail| StoreError::Corrupt {
+                        what: "learned verdict",
+                        detail,
+                    })?,
+                    actor: row.try_get("actor").map_err(query_err("learned row"))?,
+                    reason: row.try_get("reason").map_err(query_err("learned row"))?,
+                    at: time(row.try_get("learned_at").map_err(query_err("learned row"))?),
+                }))
+            }
+
+            async fn record_learned(&self, v: &LearnedVerdict) -> Result<(), StoreError> {
+                sqlx::query::<$db>(
+                    "INSERT INTO learned (report_id, verdict, actor, reason, learned_at) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (report_id) DO UPDATE SET \
+                     verdict = excluded.verdict, actor = excluded.actor, \
+                     reason = excluded.reason, learned_at = excluded.learned_at",
+                )
+                .bind(v.report_id.as_str().to_string())
+                .bind(v.verdict.as_str())
+                .bind(v.actor.clone())
+                .bind(v.reason.clone())
+                .bind(ms(v.at))
+                .execute(&self.pool)
+                .await
+                .map_err(query_err("record learned"))?;
+                Ok(())
             }
         }
 

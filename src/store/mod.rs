@@ -1,6 +1,7 @@
 //! Storage of reports, message content, account state, the audit log, the
-//! notification outbox and volume counters behind traits, with SQLite
-//! (default) and PostgreSQL backends, a disk spool and retention purging.
+//! notification outbox, volume counters and the verdicts the classifier
+//! learned, behind traits, with SQLite (default) and PostgreSQL backends, a
+//! disk spool and retention purging.
 //! Knows nothing of the milter protocol, rules or scoring beyond the report
 //! type it keeps.
 //!
@@ -251,6 +252,22 @@ pub trait AuditLog: Send + Sync {
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
 
+/// Verdicts taught to the content classifier, one per report, so a report
+/// is never counted twice and a changed verdict can be reversed. Rows are
+/// purged with the reports.
+pub trait LearnedVerdicts: Send + Sync {
+    /// The verdict a report was learned with, if any.
+    fn learned(
+        &self,
+        id: &ReportId,
+    ) -> impl Future<Output = Result<Option<LearnedVerdict>, StoreError>> + Send;
+    /// Record a report's verdict, replacing an earlier one.
+    fn record_learned(
+        &self,
+        verdict: &LearnedVerdict,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
 /// Notifications waiting for delivery, claimed with a lease so two relays
 /// never deliver the same item at once.
 pub trait Outbox: Send + Sync {
@@ -482,6 +499,15 @@ impl AuditLog for Store {
         batch: u32,
     ) -> Result<u64, StoreError> {
         delegate!(self, s => s.purge_audit_before(cutoff, batch))
+    }
+}
+
+impl LearnedVerdicts for Store {
+    async fn learned(&self, id: &ReportId) -> Result<Option<LearnedVerdict>, StoreError> {
+        delegate!(self, s => s.learned(id))
+    }
+    async fn record_learned(&self, verdict: &LearnedVerdict) -> Result<(), StoreError> {
+        delegate!(self, s => s.record_learned(verdict))
     }
 }
 

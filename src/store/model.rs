@@ -345,3 +345,53 @@ pub struct OutboxItem {
     pub attempts: i64,
     pub last_error: Option<String>,
 }
+
+/// The class a message was taught to the content classifier as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Label {
+    Spam,
+    Ham,
+}
+
+impl Label {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Label::Spam => "spam",
+            Label::Ham => "ham",
+        }
+    }
+
+    pub fn is_spam(self) -> bool {
+        self == Label::Spam
+    }
+}
+
+impl fmt::Display for Label {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Label {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Label, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "spam" => Ok(Label::Spam),
+            "ham" => Ok(Label::Ham),
+            other => Err(format!("verdict must be spam or ham, got {other:?}")),
+        }
+    }
+}
+
+/// A verdict the classifier learned from a report (one per report).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LearnedVerdict {
+    pub report_id: ReportId,
+    pub verdict: Label,
+    /// Who taught it.
+    pub actor: String,
+    pub reason: String,
+    pub at: DateTime<Utc>,
+}
