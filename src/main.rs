@@ -980,13 +980,17 @@ async fn account_command(config: Config, command: AccountCmd) -> anyhow::Result<
         }
         AccountCmd::ResetDone { login, by } => {
             let login = login.trim().to_ascii_lowercase();
-            done(enforcer.reset_done(&login, &Actor::Customer(by), now).await)?
+            done(
+                enforcer
+                    .reset_done(&login, &Actor::Customer(by), None, now)
+                    .await,
+            )?
         }
         AccountCmd::Suspend { login, by, reason } => {
             let login = login.trim().to_ascii_lowercase();
             done(
                 enforcer
-                    .suspend(&login, &Actor::Abuse(by), &reason, now)
+                    .suspend(&login, &Actor::Abuse(by), &reason, None, now)
                     .await,
             )?
         }
