@@ -401,8 +401,23 @@ async fn abuse_team_reviews_and_unblocks_in_chromium() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let stop = CancellationToken::new();
+    let policy = outscore::policy::Policy::new(
+        outscore::policy::TierTable::builtin(),
+        outscore::config::LimitsConfig::default(),
+        &outscore::config::AccountsConfig::default(),
+        outscore::policy::Directory::default(),
+    );
+    let notifier =
+        outscore::notify::Notifier::new(outscore::config::NotifyConfig::default(), 90).unwrap();
+    let enforcer = std::sync::Arc::new(outscore::policy::service::Enforcer::new(
+        std::sync::Arc::new(policy),
+        store.clone(),
+        store.clone(),
+        std::sync::Arc::new(store.clone()),
+        std::sync::Arc::new(notifier),
+    ));
     let server = tokio::spawn(serve_on(
-        AppState::new(store.clone()),
+        AppState::new(store.clone(), enforcer),
         listener,
         stop.clone(),
     ));
