@@ -31,7 +31,7 @@
 //! | [`store`]   | reports, account state, counters (SQLite/PostgreSQL)   | milter          |
 //! | [`classifier`]| learned naive Bayes: message → spam probability, BAYES_* | weights, store |
 //! | [`learn`]   | reviewer verdicts → model update, saved and swapped in | HTTP, milter    |
-//! | [`http`]    | review API, pages, metrics over the store             | milter, scoring rules |
+//! | [`http`]    | review API, pages, metrics; account actions via the policy | milter, scoring rules |
 //! | [`config`]  | `outscore.toml` → validated [`config::Config`]         | sockets         |
 //! | [`scan`]    | offline corpus scoring, summary, baseline diff         | sockets, store  |
 //! | [`policy`]  | tiers, account state machine, volume limits (pure)     | sockets, sqlx   |

@@ -1157,13 +1157,17 @@ async fn account_command(config: Config, command: AccountCmd) -> anyhow::Result<
         }
         AccountCmd::ResetDone { login, by } => {
             let login = login.trim().to_ascii_lowercase();
-            done(enforcer.reset_done(&login, &Actor::Customer(by), now).await)?
+            done(
+                enforcer
+                    .reset_done(&login, &Actor::Customer(by), None, now)
+                    .await,
+            )?
         }
         AccountCmd::Suspend { login, by, reason } => {
             let login = login.trim().to_ascii_lowercase();
             done(
                 enforcer
-                    .suspend(&login, &Actor::Abuse(by), &reason, now)
+                    .suspend(&login, &Actor::Abuse(by), &reason, None, now)
                     .await,
             )?
         }
@@ -1293,18 +1297,23 @@ async fn serve(config: Config, engine: Engine) -> anyhow::Result<()> {
         )
         .with_identity(Arc::new(identity))
         .with_reports(reports)
-        .with_enforcer(enforcer)
+        .with_enforcer(enforcer.clone())
         .with_classifier(classifier),
     );
     let shutdown = CancellationToken::new();
     spawn_signal_handlers(shutdown.clone(), pipeline.clone(), config.clone())?;
     let http = if config.http.enabled {
-        let mut state = http::AppState::new(store.clone());
+        // The pipeline's own enforcer: an abuse-team action is seen by the
+        // very next MAIL FROM (one facts cache) and notifies like any other.
+        let mut state = http::AppState::new(store.clone(), enforcer);
         state.learner = Some(Arc::new(
             outscore::learn::Learner::new(store.clone(), &config.data_dir)
                 .with_pipeline(pipeline.clone()),
         ));
         state.session_ttl = config.http.session_ttl;
+        state.throttle = Arc::new(http::throttle::LoginThrottle::new(
+            http::throttle::LoginLimits::from_config(&config.http),
+        ));
         state.reports = Some(reports_for_http);
         state.spool_dir = Some(writer.spool().dir().to_path_buf());
         let listener = tokio::net::TcpListener::bind(config.http.listen)

@@ -402,8 +402,9 @@ async fn abuse_team_reviews_and_unblocks_in_chromium() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let stop = CancellationToken::new();
+    let enforcer = store_support::default_enforcer(&store);
     let data_dir = tempfile::tempdir().unwrap();
-    let mut state = AppState::new(store.clone());
+    let mut state = AppState::new(store.clone(), enforcer);
     state.learner = Some(std::sync::Arc::new(outscore::learn::Learner::new(
         store.clone(),
         data_dir.path(),

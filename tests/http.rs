@@ -1,19 +1,33 @@
 //! The review interface through its router, without sockets (`oneshot`),
 //! over SQLite and PostgreSQL alike: authentication and roles, every
-//! refusal (no token, wrong role, content past retention, a second unblock
-//! within 90 days), the JSON API, the pages, the audit trail and metrics.
+//! refusal (no token, wrong role, content past retention, every account
+//! action the policy refuses), the JSON API, the pages, the audit trail,
+//! login throttling and metrics. Account actions go through the real
+//! policy enforcer: the pipeline sharing it sees an unblock at the next
+//! MAIL FROM, and the customer notification reaches a loopback webhook.
 
 #[macro_use]
 mod store_support;
 
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
 use chrono::{Duration, Utc};
 use http_body_util::BodyExt;
+use outscore::config::NotifyConfig;
+use outscore::envelope::Envelope;
 use outscore::http::auth::{hash_secret, UserRecord};
+use outscore::http::throttle::{LoginLimits, LoginThrottle};
 use outscore::http::{app, db, AppState, Role};
-use outscore::scoring::SymbolResult;
+use outscore::milter::{Decision, Filter};
+use outscore::notify::{run_worker, OutboxQueue, WorkerOptions};
+use outscore::pipeline::{Pipeline, PipelineOptions, StoreEnforcer};
+use outscore::policy::{AccountEntry, Directory};
+use outscore::scoring::{Engine, SymbolResult};
 use outscore::store::{
     AccountChange, AccountStatus, AccountStore, AuditLog, ReportStore, Store, StoredReport,
 };
@@ -27,6 +41,10 @@ both_backends!(
     report_list_filters_and_pages,
     report_detail_by_role_and_retention,
     account_actions_obey_the_rules_and_are_audited,
+    every_policy_refusal_has_its_code,
+    http_unblock_reaches_the_next_mail_from_at_once,
+    http_unblock_notifies_the_customer,
+    failed_logins_are_throttled,
     pages_log_in_list_open_and_unblock,
     stats_count_per_hour,
 );
@@ -47,10 +65,30 @@ async fn add_user(store: &Store, name: &str, secret: &str, role: Role) {
     db::put_user(store, &record).await.unwrap();
 }
 
-async fn setup(store: &Store) -> Router {
+/// The policy enforcer the daemon builds, over `store`, with built-in tiers
+/// and bob's contact address in the directory.
+fn enforcer_with(store: &Store, notify: NotifyConfig) -> Arc<StoreEnforcer> {
+    let mut directory = Directory::default();
+    directory.insert(AccountEntry {
+        login: "bob@example.com".into(),
+        contact: Some("bob.owner@contact.example".into()),
+        ..AccountEntry::default()
+    });
+    store_support::enforcer_for(store, directory, notify)
+}
+
+fn state(store: &Store) -> AppState {
+    AppState::new(store.clone(), enforcer_with(store, NotifyConfig::default()))
+}
+
+async fn setup_with(store: &Store, state: AppState) -> Router {
     add_user(store, "alice", "abuse-secret", Role::Abuse).await;
     add_user(store, "victor", "viewer-secret", Role::Viewer).await;
-    app(AppState::new(store.clone()))
+    app(state)
+}
+
+async fn setup(store: &Store) -> Router {
+    setup_with(store, state(store)).await
 }
 
 /// A refused spam message naming its keyword, as the keyword rule reports it.
@@ -175,7 +213,14 @@ async fn probes_and_metrics_need_no_credential(store: &Store) {
 }
 
 async fn everything_else_needs_a_credential(store: &Store) {
-    let app = setup(store).await;
+    // Many wrong tokens in a row: throttling is tested on its own below.
+    let mut state = state(store);
+    state.throttle = Arc::new(LoginThrottle::new(LoginLimits {
+        per_ip: 1000,
+        per_user: 1000,
+        ..LoginLimits::default()
+    }));
+    let app = setup_with(store, state).await;
     let (id, _) = seed(store).await;
     for uri in [
         "/api/v1/reports".to_string(),
@@ -348,7 +393,7 @@ async fn report_detail_by_role_and_retention(store: &Store) {
     for a in &audit {
         assert_eq!(
             (a.entry.actor.as_str(), a.entry.action.as_str()),
-            ("alice", "view_content")
+            ("abuse:alice", "view_content")
         );
         assert_eq!(a.entry.detail["report_id"], id.as_str());
     }
@@ -559,11 +604,11 @@ async fn account_actions_obey_the_rules_and_are_audited(store: &Store) {
     assert_eq!(
         actions,
         [
-            ("alice", "lift_refused"),
-            ("alice", "unblock"),
-            ("alice", "unblock_refused"),
-            ("alice", "suspend"),
-            ("alice", "unblock"),
+            ("abuse:alice", "lift_refused"),
+            ("abuse:alice", "unblock"),
+            ("abuse:alice", "unblock_refused"),
+            ("abuse:alice", "suspend"),
+            ("abuse:alice", "unblock"),
         ],
         "{audit}"
     );
@@ -571,17 +616,497 @@ async fn account_actions_obey_the_rules_and_are_audited(store: &Store) {
     assert_eq!(last["detail"]["reason"], "customer cleaned the PC");
     assert_eq!(last["detail"]["from"], "suspended");
     assert_eq!(last["detail"]["self_service"], true);
+    let suspend = &audit["entries"][3];
+    assert_eq!(
+        (
+            suspend["detail"]["reason"].as_str(),
+            suspend["detail"]["tier"].as_str()
+        ),
+        (Some("relapse"), Some("L-SPAM21"))
+    );
+    let refused = &audit["entries"][2];
+    assert_eq!(refused["detail"]["refusal"], "too_soon");
+    assert_eq!(refused["detail"]["reason"], "again");
     let lift = &audit["entries"][1];
     assert_eq!(
         (
             lift["detail"]["self_service"].as_bool(),
-            lift["detail"]["via"].as_str()
+            lift["detail"]["reason"].as_str()
         ),
-        (Some(false), Some("lift"))
+        (Some(false), Some("verified by phone"))
+    );
+    // The unblock history names who unblocked and how.
+    let history = store.unblock_history("bob@example.com").await.unwrap();
+    assert_eq!(
+        history
+            .iter()
+            .map(|u| (u.by.as_str(), u.self_service))
+            .collect::<Vec<_>>(),
+        [("abuse:alice", false), ("abuse:alice", true)]
     );
     let dave = get_json(&app, "/api/v1/audit?account=dave@example.com", VIEWER).await;
     assert_eq!(dave["entries"][0]["action"], "reset_done");
     assert!(last["at"].is_string());
+}
+
+/// Every refusal the policy makes comes back as a 409 with its documented
+/// code, changes nothing, and is audited.
+async fn every_policy_refusal_has_its_code(store: &Store) {
+    let app = setup(store).await;
+    let act = |account: &str, action: &str| format!("/api/v1/accounts/{account}/{action}");
+    // Unblocked once already: the second self-service unblock is too soon.
+    block(
+        store,
+        "soon@example.com",
+        AccountStatus::Suspended,
+        "L-SPAM20",
+    )
+    .await;
+    let (status, _) = post_json(
+        &app,
+        &act("soon@example.com", "unblock"),
+        ABUSE,
+        json!({"reason": "first"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let first = store.unblock_history("soon@example.com").await.unwrap()[0].at;
+    block(
+        store,
+        "soon@example.com",
+        AccountStatus::Suspended,
+        "L-SPAM20",
+    )
+    .await;
+    block(
+        store,
+        "mass@example.com",
+        AccountStatus::Suspended,
+        "L-SPAM40",
+    )
+    .await;
+    block(
+        store,
+        "reset@example.com",
+        AccountStatus::PasswordResetRequired,
+        "L-SPAM10",
+    )
+    .await;
+    // Suspended by hand, without a tier.
+    let (status, v) = post_json(
+        &app,
+        &act("manual@example.com", "suspend"),
+        ABUSE,
+        json!({"reason": "complaint from a recipient"}),
+    )
+    .await;
+    assert_eq!(
+        (status, &v["account"]["tier"]),
+        (StatusCode::OK, &Value::Null)
+    );
+    let cases = [
+        ("soon@example.com", "unblock", "too_soon"),
+        ("mass@example.com", "unblock", "mass_abuse"),
+        ("manual@example.com", "unblock", "manual_suspension"),
+        ("reset@example.com", "unblock", "password_reset_required"),
+        ("active@example.com", "unblock", "not_blocked"),
+        ("active@example.com", "lift", "not_blocked"),
+        (
+            "soon@example.com",
+            "password-reset-done",
+            "not_waiting_for_reset",
+        ),
+        (
+            "active@example.com",
+            "password-reset-done",
+            "not_waiting_for_reset",
+        ),
+    ];
+    for (account, action, code) in cases {
+        let before = store.account_state(account).await.unwrap();
+        let (status, v) =
+            post_json(&app, &act(account, action), ABUSE, json!({"reason": "try"})).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{account} {action}: {v}");
+        assert_eq!(v["detail"]["refusal"], code, "{account} {action}: {v}");
+        assert_eq!(v["detail"]["account"], account, "{v}");
+        assert!(v["error"].as_str().unwrap().starts_with("refused: "), "{v}");
+        assert_eq!(
+            store.account_state(account).await.unwrap(),
+            before,
+            "{account} {action}"
+        );
+        let audit = get_json(
+            &app,
+            &format!("/api/v1/audit?account={account}&limit=1"),
+            VIEWER,
+        )
+        .await;
+        let entry = &audit["entries"][0];
+        assert_eq!(
+            (entry["actor"].as_str(), entry["detail"]["refusal"].as_str()),
+            (Some("abuse:alice"), Some(code)),
+            "{audit}"
+        );
+        assert!(
+            entry["action"].as_str().unwrap().ends_with("_refused"),
+            "{audit}"
+        );
+    }
+    // Details: when the next self-service unblock is possible; which tier.
+    let (_, v) = post_json(
+        &app,
+        &act("soon@example.com", "unblock"),
+        ABUSE,
+        json!({"reason": "x"}),
+    )
+    .await;
+    let next: chrono::DateTime<Utc> = v["detail"]["next"].as_str().unwrap().parse().unwrap();
+    assert_eq!(next, first + Duration::days(90), "{v}");
+    let (_, v) = post_json(
+        &app,
+        &act("mass@example.com", "unblock"),
+        ABUSE,
+        json!({"reason": "x"}),
+    )
+    .await;
+    assert_eq!(v["detail"]["tier"], "L-SPAM40", "{v}");
+    // The account page previews the same rule.
+    for (account, allowed, code) in [
+        ("soon@example.com", false, Some("too_soon")),
+        ("mass@example.com", false, Some("mass_abuse")),
+        ("manual@example.com", false, Some("manual_suspension")),
+    ] {
+        let v = get_json(&app, &format!("/api/v1/accounts/{account}"), VIEWER).await;
+        let preview = &v["self_service_unblock"];
+        assert_eq!(preview["allowed"], allowed, "{v}");
+        assert_eq!(preview["detail"]["refusal"].as_str(), code, "{v}");
+        assert!(preview["why"].is_string(), "{v}");
+    }
+    block(
+        store,
+        "fresh@example.com",
+        AccountStatus::Suspended,
+        "L-SPAM21",
+    )
+    .await;
+    let v = get_json(&app, "/api/v1/accounts/fresh@example.com", VIEWER).await;
+    assert_eq!(v["self_service_unblock"], json!({"allowed": true}), "{v}");
+    // A tier that is not a suspension tier, or no tier at all: 400.
+    for tier in ["L-SPAM10", "L-SPAM99"] {
+        let (status, v) = post_json(
+            &app,
+            &act("active@example.com", "suspend"),
+            ABUSE,
+            json!({"reason": "x", "tier": tier}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{tier}: {v}");
+    }
+    // The abuse team's lift overrides every rule.
+    for account in [
+        "soon@example.com",
+        "mass@example.com",
+        "manual@example.com",
+        "reset@example.com",
+    ] {
+        let (status, v) = post_json(
+            &app,
+            &act(account, "lift"),
+            ABUSE,
+            json!({"reason": "checked"}),
+        )
+        .await;
+        assert_eq!(
+            (status, v["account"]["status"].as_str()),
+            (StatusCode::OK, Some("active")),
+            "{account}"
+        );
+    }
+}
+
+fn mail_from(account: &str) -> Envelope {
+    Envelope {
+        auth_login: Some(account.into()),
+        mail_from: account.into(),
+        ..Envelope::default()
+    }
+}
+
+/// The daemon's pipeline and review interface share one enforcer: an
+/// unblock is seen by the very next MAIL FROM, though the pipeline had the
+/// account's blocked state cached a moment before.
+async fn http_unblock_reaches_the_next_mail_from_at_once(store: &Store) {
+    let enforcer = enforcer_with(store, NotifyConfig::default());
+    let pipeline = Pipeline::new(
+        Engine::builtin(),
+        PipelineOptions {
+            add_headers: true,
+            header_prefix: "X-Outscore".into(),
+        },
+    )
+    .with_enforcer(enforcer.clone());
+    let app = setup_with(store, AppState::new(store.clone(), enforcer)).await;
+    block(
+        store,
+        "bob@example.com",
+        AccountStatus::Suspended,
+        "L-SPAM20",
+    )
+    .await;
+    let envelope = mail_from("bob@example.com");
+    let refused = pipeline.mail(&envelope).await;
+    assert!(refused.is_refusal(), "{refused:?}");
+    let (status, v) = post_json(
+        &app,
+        "/api/v1/accounts/bob@example.com/unblock",
+        ABUSE,
+        json!({"reason": "customer cleaned the PC"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(pipeline.mail(&envelope).await, Decision::Continue);
+    // And the other way: a suspension from the review interface refuses
+    // the next MAIL FROM.
+    let (status, _) = post_json(
+        &app,
+        "/api/v1/accounts/bob@example.com/suspend",
+        ABUSE,
+        json!({"reason": "relapse", "tier": "L-SPAM21"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let d = pipeline.mail(&envelope).await;
+    assert!(d.is_refusal(), "{d:?}");
+}
+
+type Received = Arc<Mutex<Vec<Value>>>;
+
+async fn webhook_receiver(listener: tokio::net::TcpListener, received: Received) {
+    async fn hook(
+        axum::extract::State(received): axum::extract::State<Received>,
+        body: String,
+    ) -> StatusCode {
+        received
+            .lock()
+            .unwrap()
+            .push(serde_json::from_str(&body).unwrap());
+        StatusCode::OK
+    }
+    let app = Router::new()
+        .route("/hook", axum::routing::post(hook))
+        .with_state(received);
+    axum::serve(listener, app).await.unwrap();
+}
+
+/// An unblock from the review interface tells the provider's integration
+/// (and so the customer) exactly as the CLI does: through the outbox.
+async fn http_unblock_notifies_the_customer(store: &Store) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let received: Received = Arc::default();
+    let receiver = tokio::spawn(webhook_receiver(listener, received.clone()));
+    let enforcer = enforcer_with(
+        store,
+        NotifyConfig {
+            webhook_url: Some(format!("http://127.0.0.1:{port}/hook")),
+            ..NotifyConfig::default()
+        },
+    );
+    let app = setup_with(store, AppState::new(store.clone(), enforcer.clone())).await;
+    block(
+        store,
+        "bob@example.com",
+        AccountStatus::Suspended,
+        "L-SPAM20",
+    )
+    .await;
+    assert_eq!(store.pending().await.unwrap(), 0);
+    // A refusal queues nothing.
+    let (status, _) = post_json(
+        &app,
+        "/api/v1/accounts/bob@example.com/password-reset-done",
+        ABUSE,
+        json!({"reason": "x"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(store.pending().await.unwrap(), 0);
+    let (status, _) = post_json(
+        &app,
+        "/api/v1/accounts/bob@example.com/unblock",
+        ABUSE,
+        json!({"reason": "customer cleaned the PC"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(store.pending().await.unwrap(), 1, "queued in the outbox");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let worker = tokio::spawn(run_worker(
+        Arc::new(store.clone()),
+        enforcer.notifier.clone(),
+        enforcer.wake.clone(),
+        WorkerOptions {
+            poll: std::time::Duration::from_millis(50),
+            lease: std::time::Duration::from_secs(30),
+            batch: 8,
+        },
+        stop.clone(),
+    ));
+    for _ in 0..200 {
+        if !received.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let got = received.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(
+        (
+            got[0]["kind"].as_str(),
+            got[0]["account"].as_str(),
+            got[0]["contact"].as_str(),
+            got[0]["tier"].as_str(),
+            got[0]["self_service"].as_bool()
+        ),
+        (
+            Some("unblocked"),
+            Some("bob@example.com"),
+            Some("bob.owner@contact.example"),
+            Some("L-SPAM20"),
+            Some(true)
+        ),
+        "{got:?}"
+    );
+    stop.cancel();
+    let _ = worker.await;
+    receiver.abort();
+}
+
+fn from_ip(mut req: Request<Body>, ip: &str) -> Request<Body> {
+    req.extensions_mut()
+        .insert(ConnectInfo(SocketAddr::new(ip.parse().unwrap(), 40000)));
+    req
+}
+
+async fn login_from(
+    app: &Router,
+    ip: &str,
+    user: &str,
+    password: &str,
+) -> (StatusCode, axum::http::HeaderMap, String) {
+    let req = Request::post("/login")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!("user={user}&password={password}")))
+        .unwrap();
+    send(app, from_ip(req, ip)).await
+}
+
+async fn auth_failures(app: &Router) -> u64 {
+    let (_, body) = get(app, "/metrics", None).await;
+    body.lines()
+        .find_map(|l| l.strip_prefix("outscore_http_auth_failures_total "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Five failed logins from an address block it (429, Retry-After, a plain
+/// sentence); another address still logs in, and that does not free the
+/// first. Bearer tokens count the same way; so does a user name tried from
+/// many addresses.
+async fn failed_logins_are_throttled(store: &Store) {
+    let app = setup(store).await;
+    let failures_before = auth_failures(&app).await;
+    for n in 1..=5 {
+        let (status, _, _) = login_from(&app, "192.0.2.10", "alice", &format!("guess{n}")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "attempt {n}");
+    }
+    let (status, headers, html) = login_from(&app, "192.0.2.10", "alice", "guess6").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = headers[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=300).contains(&retry), "{retry}");
+    assert!(
+        html.contains("Too many failed logins") && html.contains("try again"),
+        "{html}"
+    );
+    // Not even the right password is checked from there now.
+    let (status, _, _) = login_from(&app, "192.0.2.10", "alice", "abuse-secret").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    // Another address logs in, and that frees nobody else.
+    let (status, headers, _) = login_from(&app, "198.51.100.20", "alice", "abuse-secret").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(headers.contains_key(header::SET_COOKIE));
+    let (status, _, _) = login_from(&app, "192.0.2.10", "victor", "viewer-secret").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    // Behind the local proxy the forwarded address is the client.
+    let forwarded = |client: &str| {
+        let req = Request::post("/login")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header("x-forwarded-for", client)
+            .body(Body::from("user=victor&password=viewer-secret"))
+            .unwrap();
+        from_ip(req, "127.0.0.1")
+    };
+    assert_eq!(
+        send(&app, forwarded("192.0.2.10")).await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        send(&app, forwarded("203.0.113.30")).await.0,
+        StatusCode::SEE_OTHER
+    );
+    // Bearer tokens: five wrong ones from an address, then 429 for the API.
+    let bearer = |ip: &str, token: &str| {
+        let req = Request::get("/api/v1/accounts")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        from_ip(req, ip)
+    };
+    for n in 1..=5 {
+        let (status, _, _) = send(&app, bearer("192.0.2.40", &format!("victor:guess{n}"))).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "token {n}");
+    }
+    let (status, headers, body) = send(&app, bearer("192.0.2.40", VIEWER)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert!(headers.contains_key(header::RETRY_AFTER));
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("Too many failed logins"),
+        "{v}"
+    );
+    assert_eq!(
+        send(&app, bearer("192.0.2.41", VIEWER)).await.0,
+        StatusCode::OK
+    );
+    // Every failure and every throttled attempt is counted.
+    assert!(auth_failures(&app).await >= failures_before + 14);
+
+    // One user name guessed from many addresses is blocked everywhere.
+    let mut state = state(store);
+    state.throttle = Arc::new(LoginThrottle::new(LoginLimits {
+        per_ip: 5,
+        per_user: 4,
+        ..LoginLimits::default()
+    }));
+    let app = outscore::http::app(state);
+    for n in 1..=4 {
+        let ip = format!("192.0.2.{}", 100 + n);
+        let (status, _, _) = login_from(&app, &ip, "victor", "guess").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let (status, _, _) = login_from(&app, "203.0.113.99", "victor", "viewer-secret").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    let (status, _, _) = login_from(&app, "203.0.113.99", "alice", "abuse-secret").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
 }
 
 /// Log in through the form; returns the cookie header value.
@@ -827,7 +1352,7 @@ async fn user_cli_creates_a_working_credential() {
     let store = Store::connect(&url, options()).await.unwrap();
     let stored = db::user(&store, "ops").await.unwrap().unwrap();
     assert!(stored.iterations >= 10_000 && !stored.hash.contains(&secret));
-    let app = app(AppState::new(store.clone()));
+    let app = app(state(&store));
     assert_eq!(
         get(&app, "/api/v1/accounts", Some(&token)).await.0,
         StatusCode::OK
@@ -836,7 +1361,7 @@ async fn user_cli_creates_a_working_credential() {
     assert_eq!(run(&["user", "remove", "ops"]).0, Some(0));
     assert_eq!(run(&["user", "remove", "ops"]).0, Some(1));
     // A fresh app (no token cache) no longer accepts it.
-    let app = outscore::http::app(AppState::new(store.clone()));
+    let app = outscore::http::app(state(&store));
     assert_eq!(
         get(&app, "/api/v1/accounts", Some(&token)).await.0,
         StatusCode::UNAUTHORIZED

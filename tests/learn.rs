@@ -140,7 +140,7 @@ async fn rig(store: &Store) -> Rig {
         )),
     );
     let learner = Arc::new(Learner::new(store.clone(), dir.path()).with_pipeline(pipeline.clone()));
-    let mut state = AppState::new(store.clone());
+    let mut state = AppState::new(store.clone(), store_support::default_enforcer(store));
     state.learner = Some(learner.clone());
     Rig {
         dir,

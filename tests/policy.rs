@@ -409,12 +409,19 @@ fn reset_then_relapse_then_suspension_and_the_90_day_rule() {
     assert_eq!(
         p.unblock(&facts, &Actor::Customer("victim".into()), None, now)
             .unwrap_err(),
-        TransitionError::NotAllowed
+        TransitionError::PasswordResetRequired {
+            account: facts.account.clone()
+        }
     );
     // The provider confirms the password change.
     now += Duration::hours(1);
     let (tr, ev) = p
-        .reset_done(&a.facts(&p, now), &Actor::Customer("panel".into()), now)
+        .reset_done(
+            &a.facts(&p, now),
+            &Actor::Customer("panel".into()),
+            None,
+            now,
+        )
         .unwrap();
     assert_eq!(ev.kind, "reset_done");
     a.persist(vec![Effect::Transition(tr)]);
@@ -432,7 +439,12 @@ fn reset_then_relapse_then_suspension_and_the_90_day_rule() {
     assert!(ev.reason.contains("resets_90d 1 >= 1"), "{}", ev.reason);
     // A password reset does not lift a suspension.
     assert!(matches!(
-        p.reset_done(&a.facts(&p, now), &Actor::Customer("panel".into()), now),
+        p.reset_done(
+            &a.facts(&p, now),
+            &Actor::Customer("panel".into()),
+            None,
+            now
+        ),
         Err(TransitionError::ResetDoesNotLiftSuspension { .. })
     ));
     let d = a.mail(&p, None, now + Duration::minutes(5));

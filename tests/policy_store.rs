@@ -187,7 +187,7 @@ async fn account_life_cycle_persists_through_the_database() {
 
         // Reset confirmed; then spam again → L-SPAM20 suspension.
         now += chrono::Duration::hours(1);
-        e.reset_done(acct, &Actor::Customer("panel".into()), now)
+        e.reset_done(acct, &Actor::Customer("panel".into()), None, now)
             .await
             .unwrap();
         now += chrono::Duration::hours(1);

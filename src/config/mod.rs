@@ -113,6 +113,10 @@ struct RawHttp {
     enabled: Option<bool>,
     listen: Option<String>,
     session_hours: Option<toml::Spanned<i64>>,
+    login_failures_per_ip: Option<toml::Spanned<i64>>,
+    login_failures_per_user: Option<toml::Spanned<i64>>,
+    login_failure_window: Option<toml::Spanned<String>>,
+    trusted_proxies: Option<toml::Spanned<Vec<String>>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -371,6 +375,16 @@ pub struct HttpConfig {
     pub listen: std::net::SocketAddr,
     /// How long a page login lasts.
     pub session_ttl: Duration,
+    /// Failed logins (page or bearer token) that block a client address
+    /// (an IPv6 /64) for the rest of `login_failure_window`.
+    pub login_failures_per_ip: u32,
+    /// Failed logins for one user name, from any address, that block it.
+    pub login_failures_per_user: u32,
+    /// Counted from the first failure; a block ends with it.
+    pub login_failure_window: Duration,
+    /// Peers whose `X-Forwarded-For` names the real client (the local TLS
+    /// proxy).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for HttpConfig {
@@ -379,6 +393,13 @@ impl Default for HttpConfig {
             enabled: true,
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 11334)),
             session_ttl: Duration::from_secs(8 * 3600),
+            login_failures_per_ip: 5,
+            login_failures_per_user: 20,
+            login_failure_window: Duration::from_secs(300),
+            trusted_proxies: vec![
+                std::net::IpAddr::from([127, 0, 0, 1]),
+                std::net::IpAddr::from([0, 0, 0, 0, 0, 0, 0, 1]),
+            ],
         }
     }
 }
@@ -691,6 +712,39 @@ fn validate_http(raw: RawHttp, into: &mut HttpConfig, errors: &mut Errors<'_>) {
     if let Some(hours) = errors.positive(raw.session_hours, "http.session_hours", 24 * 30) {
         into.session_ttl = Duration::from_secs(hours as u64 * 3600);
     }
+    if let Some(n) = errors.positive(
+        raw.login_failures_per_ip,
+        "http.login_failures_per_ip",
+        1000,
+    ) {
+        into.login_failures_per_ip = n as u32;
+    }
+    if let Some(n) = errors.positive(
+        raw.login_failures_per_user,
+        "http.login_failures_per_user",
+        1000,
+    ) {
+        into.login_failures_per_user = n as u32;
+    }
+    errors.duration(
+        raw.login_failure_window,
+        "http.login_failure_window",
+        &mut into.login_failure_window,
+    );
+    if let Some(proxies) = raw.trusted_proxies {
+        let offset = proxies.span().start;
+        let mut parsed = Vec::new();
+        for p in proxies.into_inner() {
+            match p.trim().parse() {
+                Ok(ip) => parsed.push(ip),
+                Err(_) => errors.push(
+                    Some(offset),
+                    format!("http.trusted_proxies entries must be IP addresses, got {p:?}"),
+                ),
+            }
+        }
+        into.trusted_proxies = parsed;
+    }
 }
 
 fn validate_spf(raw: RawSpf, into: &mut SpfConfig, errors: &mut Errors<'_>) {
@@ -804,6 +858,28 @@ mod tests {
         .unwrap_err();
         assert_eq!(errors.0.len(), 2, "{errors}");
         assert!(errors.to_string().contains("http.listen"));
+        assert_eq!(c.http.login_failures_per_ip, 5);
+        assert_eq!(c.http.login_failure_window, Duration::from_secs(300));
+        let c = Config::parse(
+            Path::new("x.toml"),
+            "[http]\nlogin_failures_per_ip = 3\nlogin_failures_per_user = 9\nlogin_failure_window = \"10m\"\ntrusted_proxies = [\"10.0.0.1\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.http.login_failures_per_ip,
+                c.http.login_failures_per_user,
+                c.http.login_failure_window,
+                c.http.trusted_proxies.len()
+            ),
+            (3, 9, Duration::from_secs(600), 1)
+        );
+        let errors = Config::parse(
+            Path::new("x.toml"),
+            "[http]\nlogin_failures_per_ip = 0\ntrusted_proxies = [\"proxy\"]\n",
+        )
+        .unwrap_err();
+        assert_eq!(errors.0.len(), 2, "{errors}");
     }
 
     #[test]

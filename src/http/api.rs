@@ -10,13 +10,14 @@ use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::policy::service::ServiceError;
+use crate::policy::{Actor, AuditEntry as PolicyAudit, Effect, Tier, TransitionError};
 use crate::store::{
-    AccountChange, AccountState, AccountStatus, AccountStore, AuditEntry, AuditLog, Content,
-    Cursor, ReportFilter, ReportId, ReportRecord, ReportStore, ReportSummary, UnblockRequest,
+    AccountState, AccountStatus, AccountStore, AuditEntry, AuditLog, Content, Cursor, ReportFilter,
+    ReportId, ReportRecord, ReportStore, ReportSummary,
 };
 
 use super::auth::{require_abuse, Principal};
-use super::rules::{check_self_service_unblock, UnblockRefusal};
 use super::{db, text, ApiError, AppState};
 
 /// Most reports on one page.
@@ -305,17 +306,31 @@ pub async fn account(
         ..ReportFilter::default()
     };
     let recent = state.store.list_reports(&filter, 20, None).await?;
-    let self_service = check_self_service_unblock(current.as_ref(), &unblocks, Utc::now());
+    let self_service = self_service_check(&state, &account).await?;
     Ok(Json(json!({
         "account": AccountView::of(&account, current.as_ref()),
         "self_service_unblock": match &self_service {
             Ok(()) => json!({"allowed": true}),
-            Err(r) => json!({"allowed": false, "why": r.to_string(), "detail": r}),
+            Err(why) => json!({"allowed": false, "why": why.to_string(),
+                "detail": refusal("unblock", &account, why).map(|(_, d)| d)}),
         },
         "unblocks": unblocks,
         "audit": audit,
         "recent_reports": recent.reports,
     })))
+}
+
+/// The policy's self-service rule for `account` now: `Err` says why a
+/// self-service unblock would be refused.
+pub async fn self_service_check(
+    state: &AppState,
+    account: &str,
+) -> Result<Result<(), TransitionError>, ApiError> {
+    state
+        .enforcer
+        .self_service_check(account, Utc::now())
+        .await
+        .map_err(service_error)
 }
 
 /// Body of an account action.
@@ -340,7 +355,7 @@ async fn audit(
         .store
         .audit(&AuditEntry {
             at: Utc::now(),
-            actor: who.user.clone(),
+            actor: actor(who).label(),
             account,
             action: action.to_string(),
             detail,
@@ -349,21 +364,62 @@ async fn audit(
     Ok(())
 }
 
-fn refused(account: &str, message: String, detail: serde_json::Value) -> ApiError {
-    let mut detail = detail;
-    detail["account"] = json!(account);
-    ApiError::Refused { message, detail }
+/// How the policy names a review user in the audit log and unblock history.
+fn actor(who: &Principal) -> Actor {
+    Actor::Abuse(who.user.clone())
 }
 
-/// Apply an account action for `who` (abuse role), audited; refusals are
-/// audited too and come back as [`ApiError::Refused`].
+/// A failure of the policy's persistence; a refusal has been handled before.
+fn service_error(e: ServiceError) -> ApiError {
+    match e {
+        ServiceError::Refused(why) => ApiError::BadRequest(why.to_string()),
+        other => ApiError::Unavailable(other.to_string()),
+    }
+}
+
+/// The documented refusal code (README, "Account actions") and detail of a
+/// policy refusal of `action`; `None` when the refusal is not a conflict
+/// with the account's state.
+pub fn refusal(
+    action: &str,
+    account: &str,
+    why: &TransitionError,
+) -> Option<(&'static str, serde_json::Value)> {
+    let (code, mut detail) = match why {
+        TransitionError::TooSoon {
+            last, next, days, ..
+        } => (
+            "too_soon",
+            json!({"last": last, "next": next, "days": days}),
+        ),
+        TransitionError::NeverSelfService { tier, .. } => ("mass_abuse", json!({"tier": tier})),
+        TransitionError::ManualSuspension { .. } => ("manual_suspension", json!({})),
+        TransitionError::PasswordResetRequired { .. } => ("password_reset_required", json!({})),
+        TransitionError::ResetDoesNotLiftSuspension { .. } => ("not_waiting_for_reset", json!({})),
+        TransitionError::NotBlocked(_) if action == "password-reset-done" => {
+            ("not_waiting_for_reset", json!({}))
+        }
+        TransitionError::NotBlocked(_) => ("not_blocked", json!({})),
+        TransitionError::ReasonRequired
+        | TransitionError::NotAllowed
+        | TransitionError::NotASuspensionTier { .. } => return None,
+    };
+    detail["refusal"] = json!(code);
+    detail["account"] = json!(account);
+    Some((code, detail))
+}
+
+/// Apply an account action for `who` (abuse role) through the policy's
+/// enforcer: the same rules, audit entries, cache invalidation and
+/// customer notifications as the pipeline and `outscore account`. Refusals
+/// are audited too and come back as [`ApiError::Refused`].
 pub async fn perform(
     state: &AppState,
     who: &Principal,
     account: &str,
     action: &str,
     body: &ActionBody,
-) -> Result<AccountState, ApiError> {
+) -> Result<AccountView, ApiError> {
     require_abuse(who)?;
     if !ACTIONS.contains(&action) {
         return Err(ApiError::NotFound);
@@ -379,106 +435,53 @@ pub async fn perform(
         .filter(|r| !r.is_empty())
         .ok_or_else(|| ApiError::BadRequest("a reason is required".into()))?
         .to_string();
+    let tier: Option<Tier> = match body.tier.as_deref().map(str::trim) {
+        Some(t) if !t.is_empty() && action == "suspend" => Some(t.parse().map_err(|_| {
+            ApiError::BadRequest(format!("tier must be a tier name like L-SPAM20, got {t:?}"))
+        })?),
+        _ => None,
+    };
     let now = Utc::now();
-    let current = state.store.account_state(&account).await?;
-    let status = current
-        .as_ref()
-        .map(|s| s.status)
-        .unwrap_or(AccountStatus::Active);
-    let refuse = |message: String, detail: serde_json::Value| async {
-        audit(
-            state,
-            who,
-            Some(account.clone()),
-            &format!("{action}_refused"),
-            json!({"reason": reason, "why": message}),
-        )
-        .await?;
-        Err(refused(&account, message, detail))
-    };
-    let unblock = |self_service: bool| UnblockRequest {
-        account: account.clone(),
-        at: now,
-        by: who.user.clone(),
-        self_service,
-        reason: Some(reason.clone()),
-    };
+    let by = actor(who);
+    let enforcer = &state.enforcer;
     let result = match action {
         "unblock" => {
-            let history = state.store.unblock_history(&account).await?;
-            if let Err(why) = check_self_service_unblock(current.as_ref(), &history, now) {
-                let detail = serde_json::to_value(&why).unwrap_or_default();
-                return refuse(why.to_string(), detail).await;
-            }
-            state.store.unblock(&unblock(true)).await?
+            enforcer
+                .self_service_unblock(&account, &by, Some(&reason), now)
+                .await
         }
-        "password-reset-done" => {
-            if status != AccountStatus::PasswordResetRequired {
-                return refuse(
-                    format!(
-                        "the account is {}, not waiting for a password reset",
-                        status.as_str()
-                    ),
-                    json!({"refusal": "not_waiting_for_reset"}),
-                )
-                .await;
-            }
-            state.store.unblock(&unblock(false)).await?
-        }
-        "lift" => {
-            if !status.is_blocked() {
-                let why = UnblockRefusal::NotBlocked;
-                let detail = serde_json::to_value(&why).unwrap_or_default();
-                return refuse(why.to_string(), detail).await;
-            }
-            state.store.unblock(&unblock(false)).await?
-        }
-        _ => {
-            let tier = body
-                .tier
-                .as_deref()
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .map(str::to_string)
-                .or_else(|| current.as_ref().and_then(|s| s.tier.clone()));
-            Some(
-                state
-                    .store
-                    .set_account_state(&AccountChange {
-                        account: account.clone(),
-                        status: AccountStatus::Suspended,
-                        at: now,
-                        tier,
-                        report_id: None,
-                        reason: Some(reason.clone()),
-                    })
-                    .await?,
-            )
-        }
+        "password-reset-done" => enforcer.reset_done(&account, &by, Some(&reason), now).await,
+        "lift" => enforcer.lift(&account, &by, &reason, now).await,
+        _ => enforcer.suspend(&account, &by, &reason, tier, now).await,
     };
-    // The store found the account no longer blocked: someone was quicker.
-    let Some(new_state) = result else {
-        let why = UnblockRefusal::NotBlocked;
-        let detail = serde_json::to_value(&why).unwrap_or_default();
-        return refuse(why.to_string(), detail).await;
+    let transition = match result {
+        Ok(t) => t,
+        Err(ServiceError::Refused(why)) => {
+            let message = why.to_string();
+            let Some((_, detail)) = refusal(action, &account, &why) else {
+                return Err(ApiError::BadRequest(message));
+            };
+            let entry = PolicyAudit {
+                at: now,
+                actor: by.label(),
+                account: account.clone(),
+                action: format!("{}_refused", action.replace('-', "_")),
+                detail: json!({"reason": reason, "why": message, "refusal": detail["refusal"]}),
+            };
+            enforcer
+                .persist(&[Effect::Audit(entry)])
+                .await
+                .map_err(service_error)?;
+            tracing::info!(actor = %who.user, account = %account, action, why = %message, "account action refused");
+            return Err(ApiError::Refused { message, detail });
+        }
+        Err(e) => return Err(service_error(e)),
     };
-    // Audit names and details as the policy reads them back for the
-    // account's history: `reset_done`, `unblock` (with `from`), `suspend`.
-    let (verb, self_service) = match action {
-        "unblock" => ("unblock", Some(true)),
-        "lift" => ("unblock", Some(false)),
-        "password-reset-done" => ("reset_done", None),
-        _ => ("suspend", None),
-    };
-    let mut detail = json!({"reason": reason, "from": status.as_str(), "to": new_state.status.as_str(), "via": action});
-    if let Some(self_service) = self_service {
-        detail["self_service"] = json!(self_service);
-        detail["tier"] = json!(current.as_ref().and_then(|s| s.tier.clone()));
-    }
-    audit(state, who, Some(account.clone()), verb, detail).await?;
     crate::telemetry::HTTP_ACCOUNT_ACTIONS.incr();
-    tracing::info!(actor = %who.user, account = %account, action, "account action");
-    Ok(new_state)
+    tracing::info!(actor = %who.user, account = %account, action,
+        from = transition.from.name(), to = transition.to.name(), "account action");
+    let current = state.store.account_state(&account).await?;
+    Ok(AccountView::of(&account, current.as_ref()))
 }
 
 pub async fn account_action(
@@ -488,10 +491,8 @@ pub async fn account_action(
     body: Option<Json<ActionBody>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let body = body.map(|Json(b)| b).unwrap_or_default();
-    let new_state = perform(&state, &who, &account, &action, &body).await?;
-    Ok(Json(
-        json!({"account": AccountView::of(&new_state.account, Some(&new_state))}),
-    ))
+    let view = perform(&state, &who, &account, &action, &body).await?;
+    Ok(Json(json!({"account": view})))
 }
 
 #[derive(Debug, Deserialize)]

@@ -254,10 +254,22 @@ impl FromRequestParts<AppState> for Principal {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim);
         if let Some(token) = bearer {
+            let ip = state.throttle.client_ip(&parts.headers, &parts.extensions);
+            let user = token.split_once(':').map_or(token, |(name, _)| name);
+            if let Some(wait) = state.throttle.blocked(ip, user) {
+                crate::telemetry::HTTP_AUTH_FAILURES.incr();
+                tracing::warn!(client = %super::throttle::show(ip), user = %printable(user), "review API token refused: too many failed logins");
+                return Err(too_many_attempts(
+                    wait,
+                    parts.uri.path().starts_with("/api/"),
+                ));
+            }
             if let Some(who) = check_bearer(state, token).await {
                 return Ok(who);
             }
+            state.throttle.failure(ip, user);
             crate::telemetry::HTTP_AUTH_FAILURES.incr();
+            tracing::warn!(client = %super::throttle::show(ip), user = %printable(user), "review API token refused");
         } else if let Some(who) = session_cookie(parts).and_then(|id| state.sessions.get(&id)) {
             return Ok(who);
         }
@@ -277,6 +289,35 @@ pub fn require_abuse(who: &Principal) -> Result<(), super::ApiError> {
         Err(super::ApiError::Forbidden(
             "the viewer role cannot see message content or act on accounts",
         ))
+    }
+}
+
+/// A user name as typed, safe for a log line.
+pub fn printable(user: &str) -> String {
+    user.chars()
+        .take(64)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// `429` with `Retry-After` after too many failed logins: JSON for the API,
+/// a plain sentence elsewhere.
+pub fn too_many_attempts(wait: Duration, api: bool) -> Response {
+    let secs = super::throttle::retry_after_secs(wait);
+    let text = format!(
+        "Too many failed logins from this address or for this user. Try again in {}.",
+        super::throttle::plain_wait(wait)
+    );
+    let retry = [(header::RETRY_AFTER, secs.to_string())];
+    if api {
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            retry,
+            axum::Json(serde_json::json!({"error": text, "retry_after": secs})),
+        )
+            .into_response()
+    } else {
+        (StatusCode::TOO_MANY_REQUESTS, retry, text).into_response()
     }
 }
 

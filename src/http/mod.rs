@@ -1,7 +1,9 @@
 //! The abuse team's review interface: a JSON API, server-rendered pages,
 //! Prometheus metrics and health probes over the store. Knows nothing of the
-//! milter protocol or of how messages are scored; it only reads reports and
-//! acts on account state through the store.
+//! milter protocol or of how messages are scored; it reads reports from the
+//! store and acts on accounts only through the policy's enforcer (the same
+//! instance the daemon's pipeline uses, so an action takes effect for the
+//! next message and notifies the customer as any other change does).
 //!
 //! Everything but `/metrics`, `/healthz` and `/readyz` needs a credential
 //! (`outscore user add NAME --role abuse|viewer`): a bearer token
@@ -13,8 +15,8 @@ pub mod db;
 mod learn;
 mod metrics;
 mod pages;
-pub mod rules;
 pub mod text;
+pub mod throttle;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use std::path::PathBuf;
 
+use crate::pipeline::StoreEnforcer;
 use crate::store::{ReportSink, Store, StoreError};
 
 pub use auth::{Principal, Role};
@@ -35,8 +38,13 @@ pub use auth::{Principal, Role};
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    /// Account actions go through the policy; the daemon passes the
+    /// pipeline's own enforcer (one facts cache, one notification outbox).
+    pub enforcer: Arc<StoreEnforcer>,
     pub sessions: Arc<auth::Sessions>,
     pub session_ttl: Duration,
+    /// Failed logins per client address and per user name.
+    pub throttle: Arc<throttle::LoginThrottle>,
     /// Mark the session cookie `Secure` (set when served behind TLS).
     pub secure_cookie: bool,
     /// The daemon's report queue, for the queue depth metric.
@@ -49,11 +57,13 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(store: Store) -> AppState {
+    pub fn new(store: Store, enforcer: Arc<StoreEnforcer>) -> AppState {
         AppState {
             store,
+            enforcer,
             sessions: Arc::default(),
             session_ttl: Duration::from_secs(8 * 3600),
+            throttle: Arc::default(),
             secure_cookie: false,
             reports: None,
             spool_dir: None,
@@ -82,6 +92,9 @@ pub enum ApiError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The policy's persistence or outbox failed.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl IntoResponse for ApiError {
@@ -93,8 +106,8 @@ impl IntoResponse for ApiError {
             ApiError::Gone => StatusCode::GONE,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Refused { .. } => StatusCode::CONFLICT,
-            ApiError::Store(e) => {
-                tracing::error!(error = %e, "review API: store failure");
+            ApiError::Store(_) | ApiError::Unavailable(_) => {
+                tracing::error!(error = %self, "review API: store failure");
                 return (
                     StatusCode::SERVICE_UNAVAILABLE,
                     Json(serde_json::json!({"error": "store unavailable"})),
@@ -198,7 +211,9 @@ pub async fn serve_on(
         tracing::warn!(listen = %listen, "review interface listens beyond loopback; put TLS in front of it");
     }
     tracing::info!(listen = %listen, "review interface listening");
-    axum::serve(listener, app(state))
+    // The peer address feeds the login throttle.
+    let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
 }

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequest, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
@@ -15,8 +15,8 @@ use crate::store::{AccountState, AccountStatus, AccountStore, ReportSummary};
 
 use super::api::{self, ActionBody, ListQuery};
 use super::auth::{self, Principal, SESSION_COOKIE};
-use super::rules::check_self_service_unblock;
 use super::text::{esc, evidence_terms, highlight, readable, url_enc};
+use super::throttle;
 use super::{db, ApiError, AppState};
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;color:#222}\
@@ -109,10 +109,14 @@ pub async fn home() -> Redirect {
     Redirect::to("/history")
 }
 
-fn login_body(error: bool) -> String {
+fn login_body(error: Option<&str>) -> String {
     let mut body = String::new();
-    if error {
-        body.push_str("<p class=\"flash bad\">Wrong user name or password.</p>");
+    if let Some(error) = error {
+        let _ = write!(
+            body,
+            "<p class=\"flash bad\" id=\"flash\">{}</p>",
+            esc(error)
+        );
     }
     body.push_str(
         "<form method=\"post\" action=\"/login\"><p><label>User <input name=\"user\" autocomplete=\"username\" required></label></p>\
@@ -124,7 +128,7 @@ fn login_body(error: bool) -> String {
 }
 
 pub async fn login_form() -> Response {
-    page(StatusCode::OK, "Log in", None, &login_body(false))
+    page(StatusCode::OK, "Log in", None, &login_body(None))
 }
 
 #[derive(Debug, Deserialize)]
@@ -133,11 +137,13 @@ pub struct LoginForm {
     pub password: String,
 }
 
-pub async fn login(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Form(f): Form<LoginForm>,
-) -> Response {
+pub async fn login(State(state): State<AppState>, req: axum::extract::Request) -> Response {
+    let ip = state.throttle.client_ip(req.headers(), req.extensions());
+    let headers = req.headers().clone();
+    let f = match Form::<LoginForm>::from_request(req, &state).await {
+        Ok(Form(f)) => f,
+        Err(e) => return e.into_response(),
+    };
     if cross_site(&headers) {
         return page(
             StatusCode::FORBIDDEN,
@@ -146,10 +152,35 @@ pub async fn login(
             "<p>Cross-site request refused.</p>",
         );
     }
-    let Some(who) = auth::check_password(&state, f.user.trim(), f.password.trim()).await else {
+    let user = f.user.trim();
+    if let Some(wait) = state.throttle.blocked(ip, user) {
         crate::telemetry::HTTP_AUTH_FAILURES.incr();
-        tracing::info!(user = %f.user.chars().take(64).collect::<String>(), "review login refused");
-        return page(StatusCode::UNAUTHORIZED, "Log in", None, &login_body(true));
+        tracing::warn!(client = %super::throttle::show(ip), user = %auth::printable(user), "review login refused: too many failed logins");
+        let text = format!(
+            "Too many failed logins from your address or for this user. Wait {} and try again.",
+            throttle::plain_wait(wait)
+        );
+        let mut res = page(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Log in",
+            None,
+            &login_body(Some(&text)),
+        );
+        if let Ok(v) = throttle::retry_after_secs(wait).to_string().parse() {
+            res.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return res;
+    }
+    let Some(who) = auth::check_password(&state, user, f.password.trim()).await else {
+        state.throttle.failure(ip, user);
+        crate::telemetry::HTTP_AUTH_FAILURES.incr();
+        tracing::warn!(client = %super::throttle::show(ip), user = %auth::printable(user), "review login refused");
+        return page(
+            StatusCode::UNAUTHORIZED,
+            "Log in",
+            None,
+            &login_body(Some("Wrong user name or password.")),
+        );
     };
     tracing::info!(user = %who.user, role = %who.role, "review login");
     let id = state.sessions.create(who, state.session_ttl);
@@ -422,13 +453,7 @@ async fn abuse_page(
         blocked.len(),
         if blocked.len() == 1 { " is" } else { "s are" }
     );
-    let now = Utc::now();
     for s in &blocked {
-        let history = state
-            .store
-            .unblock_history(&s.account)
-            .await
-            .unwrap_or_default();
         let mut cell = String::new();
         if who.can_act() {
             cell.push_str(&action_form(
@@ -439,12 +464,16 @@ async fn abuse_page(
                 "customer request",
             ));
         }
-        if let Err(why) = check_self_service_unblock(Some(s), &history, now) {
-            let _ = write!(
-                cell,
-                "<div class=\"muted\">Self-service unblock not possible: {}</div>",
-                esc(&why.to_string())
-            );
+        match api::self_service_check(state, &s.account).await {
+            Ok(Ok(())) => {}
+            Ok(Err(why)) => {
+                let _ = write!(
+                    cell,
+                    "<div class=\"muted\">Self-service unblock not possible: {}</div>",
+                    esc(&why.to_string())
+                );
+            }
+            Err(e) => return error_page(who, e),
         }
         let _ = write!(
             body,

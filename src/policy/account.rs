@@ -116,8 +116,14 @@ pub enum TransitionError {
     ResetDoesNotLiftSuspension { account: String },
     #[error("{tier} is mass abuse: only the abuse team can unblock {account}")]
     NeverSelfService { account: String, tier: Tier },
+    #[error("account {account} must change its password: confirm the reset instead of unblocking")]
+    PasswordResetRequired { account: String },
+    #[error("account {account} was suspended by hand (no tier): only the abuse team can lift it")]
+    ManualSuspension { account: String },
+    #[error("{tier} is not a suspension tier")]
+    NotASuspensionTier { tier: Tier },
     #[error(
-        "account {account} was unblocked on {last}; self-service unblock is possible again from {next} (once per {days} days), until then only the abuse team can unblock"
+        "account {account} was unblocked on {last}; self-service unblock is allowed once every {days} days, so it is possible again from {next}; until then only the abuse team can unblock"
     )]
     TooSoon {
         account: String,
@@ -217,6 +223,7 @@ pub fn reset_done(
     account: &str,
     current: &AccountStatus,
     by: &Actor,
+    reason: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Transition, TransitionError> {
     match current {
@@ -232,7 +239,7 @@ pub fn reset_done(
                 account: account.to_string(),
                 action: "reset_done".into(),
                 detail: json!({"tier": tier, "report_id": report_id,
-                    "from": current.name(), "to": "active"}),
+                    "from": current.name(), "to": "active", "reason": reason}),
             },
             unblock: None,
         }),
@@ -243,11 +250,62 @@ pub fn reset_done(
     }
 }
 
+/// The self-service rule: may the account be unblocked without the abuse
+/// team now? Only a suspension made by a tier that is self-service
+/// (`self_service_tier`), and not within `rule.self_service_every` of the
+/// last unblock of any kind. A password-reset block is lifted by
+/// [`reset_done`] instead.
+pub fn self_service_check(
+    account: &str,
+    current: &AccountStatus,
+    earlier: &[UnblockRecord],
+    self_service_tier: impl Fn(Tier) -> bool,
+    rule: UnblockRule,
+    now: DateTime<Utc>,
+) -> Result<(), TransitionError> {
+    match current {
+        AccountStatus::Active => return Err(TransitionError::NotBlocked(account.to_string())),
+        AccountStatus::PasswordResetRequired { .. } => {
+            return Err(TransitionError::PasswordResetRequired {
+                account: account.to_string(),
+            })
+        }
+        AccountStatus::Suspended { tier: None, .. } => {
+            return Err(TransitionError::ManualSuspension {
+                account: account.to_string(),
+            })
+        }
+        AccountStatus::Suspended {
+            tier: Some(tier), ..
+        } => {
+            if !self_service_tier(*tier) {
+                return Err(TransitionError::NeverSelfService {
+                    account: account.to_string(),
+                    tier: *tier,
+                });
+            }
+        }
+    }
+    if let Some(last) = earlier.iter().map(|u| u.at).max() {
+        let next = last + rule.self_service_every;
+        if now < next {
+            return Err(TransitionError::TooSoon {
+                account: account.to_string(),
+                last,
+                next,
+                days: rule.self_service_every.num_days(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Unblock a suspended account. The customer may do it once per
 /// `rule.self_service_every` (counted from the last unblock of any kind),
 /// never for a tier that is not self-service; the abuse team always can,
-/// with a reason. A password-reset block is lifted by [`reset_done`], or by
-/// the abuse team here.
+/// with a reason ([`lift`]). A password-reset block is lifted by
+/// [`reset_done`], or by the abuse team here.
+#[allow(clippy::too_many_arguments)]
 pub fn unblock(
     account: &str,
     current: &AccountStatus,
@@ -258,47 +316,74 @@ pub fn unblock(
     rule: UnblockRule,
     now: DateTime<Utc>,
 ) -> Result<Transition, TransitionError> {
+    match by {
+        Actor::Abuse(_) => lift(account, current, by, reason, now),
+        Actor::Customer(_) => self_service_unblock(
+            account,
+            current,
+            earlier,
+            by,
+            reason,
+            self_service_tier,
+            rule,
+            now,
+        ),
+        Actor::System => Err(TransitionError::NotAllowed),
+    }
+}
+
+/// An unblock under the self-service rule ([`self_service_check`]),
+/// recorded as self-service: asked by the customer, or by the abuse team
+/// on the customer's behalf.
+#[allow(clippy::too_many_arguments)]
+pub fn self_service_unblock(
+    account: &str,
+    current: &AccountStatus,
+    earlier: &[UnblockRecord],
+    by: &Actor,
+    reason: Option<&str>,
+    self_service_tier: impl Fn(Tier) -> bool,
+    rule: UnblockRule,
+    now: DateTime<Utc>,
+) -> Result<Transition, TransitionError> {
+    if matches!(by, Actor::System) {
+        return Err(TransitionError::NotAllowed);
+    }
+    self_service_check(account, current, earlier, self_service_tier, rule, now)?;
+    Ok(unblocked(account, current, by, reason, true, now))
+}
+
+/// The abuse team lifts any block (suspension or password reset), bound
+/// by no rule but a reason. Not counted as self-service, but it starts the
+/// self-service window like any unblock.
+pub fn lift(
+    account: &str,
+    current: &AccountStatus,
+    by: &Actor,
+    reason: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Transition, TransitionError> {
+    if !matches!(by, Actor::Abuse(_)) {
+        return Err(TransitionError::NotAllowed);
+    }
     if !current.is_blocked() {
         return Err(TransitionError::NotBlocked(account.to_string()));
     }
-    let self_service = match by {
-        Actor::Abuse(_) => {
-            if reason.is_none_or(|r| r.trim().is_empty()) {
-                return Err(TransitionError::ReasonRequired);
-            }
-            false
-        }
-        Actor::Customer(_) => {
-            if let AccountStatus::PasswordResetRequired { .. } = current {
-                return Err(TransitionError::NotAllowed);
-            }
-            if let Some(tier) = current.tier() {
-                if !self_service_tier(tier) {
-                    return Err(TransitionError::NeverSelfService {
-                        account: account.to_string(),
-                        tier,
-                    });
-                }
-            } else {
-                // Suspended by hand: only the abuse team lifts it.
-                return Err(TransitionError::NotAllowed);
-            }
-            if let Some(last) = earlier.iter().map(|u| u.at).max() {
-                let next = last + rule.self_service_every;
-                if now < next {
-                    return Err(TransitionError::TooSoon {
-                        account: account.to_string(),
-                        last,
-                        next,
-                        days: rule.self_service_every.num_days(),
-                    });
-                }
-            }
-            true
-        }
-        Actor::System => return Err(TransitionError::NotAllowed),
-    };
-    Ok(Transition {
+    if reason.is_none_or(|r| r.trim().is_empty()) {
+        return Err(TransitionError::ReasonRequired);
+    }
+    Ok(unblocked(account, current, by, reason, false, now))
+}
+
+fn unblocked(
+    account: &str,
+    current: &AccountStatus,
+    by: &Actor,
+    reason: Option<&str>,
+    self_service: bool,
+    now: DateTime<Utc>,
+) -> Transition {
+    Transition {
         account: account.to_string(),
         from: current.clone(),
         to: AccountStatus::Active,
@@ -315,15 +400,18 @@ pub fn unblock(
             at: now,
             self_service,
         }),
-    })
+    }
 }
 
-/// The abuse team suspends an account by hand.
+/// The abuse team suspends an account by hand, under `tier` when given (a
+/// suspension tier), else under the account's current suspension tier if
+/// any; without a tier it is a manual suspension (never self-service).
 pub fn suspend(
     account: &str,
     current: &AccountStatus,
     by: &Actor,
     reason: &str,
+    tier: Option<Tier>,
     now: DateTime<Utc>,
 ) -> Result<Transition, TransitionError> {
     if !matches!(by, Actor::Abuse(_)) {
@@ -332,9 +420,12 @@ pub fn suspend(
     if reason.trim().is_empty() {
         return Err(TransitionError::ReasonRequired);
     }
+    if let Some(tier) = tier.filter(|t| t.family() != Family::Suspension) {
+        return Err(TransitionError::NotASuspensionTier { tier });
+    }
     let to = AccountStatus::Suspended {
         since: now,
-        tier: current.tier().filter(|t| t.family() == Family::Suspension),
+        tier: tier.or_else(|| current.tier().filter(|t| t.family() == Family::Suspension)),
         report_id: current.report_id().map(str::to_string),
         reason: reason.to_string(),
     };
@@ -346,9 +437,183 @@ pub fn suspend(
             actor: by.label(),
             account: account.to_string(),
             action: "suspend".into(),
-            detail: json!({"from": current.name(), "to": "suspended", "reason": reason}),
+            detail: json!({"from": current.name(), "to": "suspended", "reason": reason,
+                "tier": to.tier()}),
         },
         to,
         unblock: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn suspended(tier: Option<Tier>) -> AccountStatus {
+        AccountStatus::Suspended {
+            since: Utc::now(),
+            tier,
+            report_id: None,
+            reason: "spam run".into(),
+        }
+    }
+
+    fn unblocked(days_ago: i64, self_service: bool, now: DateTime<Utc>) -> UnblockRecord {
+        UnblockRecord {
+            at: now - Duration::days(days_ago),
+            self_service,
+        }
+    }
+
+    fn code(e: &TransitionError) -> &'static str {
+        match e {
+            TransitionError::NotBlocked(_) => "not_blocked",
+            TransitionError::PasswordResetRequired { .. } => "reset",
+            TransitionError::NeverSelfService { .. } => "mass",
+            TransitionError::ManualSuspension { .. } => "manual",
+            TransitionError::TooSoon { .. } => "soon",
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn self_service_rule_table() {
+        let now = Utc::now();
+        let reset = AccountStatus::PasswordResetRequired {
+            since: now,
+            tier: Tier::LSpam10,
+            report_id: "r".into(),
+        };
+        let l20 = suspended(Some(Tier::LSpam20));
+        let cases: Vec<(AccountStatus, Vec<UnblockRecord>, Option<&str>)> = vec![
+            (AccountStatus::Active, vec![], Some("not_blocked")),
+            (reset, vec![], Some("reset")),
+            (suspended(Some(Tier::LSpam40)), vec![], Some("mass")),
+            (suspended(None), vec![], Some("manual")),
+            (l20.clone(), vec![], None),
+            (l20.clone(), vec![unblocked(89, true, now)], Some("soon")),
+            (l20.clone(), vec![unblocked(91, true, now)], None),
+            // Any unblock, the abuse team's too, starts the 90 days.
+            (l20.clone(), vec![unblocked(1, false, now)], Some("soon")),
+            (l20.clone(), vec![unblocked(91, false, now)], None),
+            (
+                l20,
+                vec![unblocked(200, true, now), unblocked(10, true, now)],
+                Some("soon"),
+            ),
+        ];
+        for (i, (status, earlier, want)) in cases.into_iter().enumerate() {
+            let got = self_service_check(
+                "a@example.com",
+                &status,
+                &earlier,
+                |t| t != Tier::LSpam40,
+                UnblockRule::default(),
+                now,
+            );
+            assert_eq!(got.as_ref().err().map(code), want, "case {i}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn lift_overrides_the_rule_but_needs_the_abuse_team_and_a_reason() {
+        let now = Utc::now();
+        let abuse = Actor::Abuse("maria".into());
+        let mass = suspended(Some(Tier::LSpam40));
+        let t = lift("a@example.com", &mass, &abuse, Some("verified"), now).unwrap();
+        assert_eq!(t.to, AccountStatus::Active);
+        assert!(!t.unblock.unwrap().self_service);
+        assert_eq!(t.audit.actor, "abuse:maria");
+        assert_eq!(
+            lift("a@example.com", &mass, &abuse, Some(" "), now),
+            Err(TransitionError::ReasonRequired)
+        );
+        assert_eq!(
+            lift(
+                "a@example.com",
+                &mass,
+                &Actor::Customer("a".into()),
+                Some("x"),
+                now
+            ),
+            Err(TransitionError::NotAllowed)
+        );
+        assert!(matches!(
+            lift(
+                "a@example.com",
+                &AccountStatus::Active,
+                &abuse,
+                Some("x"),
+                now
+            ),
+            Err(TransitionError::NotBlocked(_))
+        ));
+        // On the customer's behalf the abuse team is bound by the rule, and
+        // the unblock counts as self-service.
+        let l20 = suspended(Some(Tier::LSpam20));
+        let t = self_service_unblock(
+            "a@example.com",
+            &l20,
+            &[],
+            &abuse,
+            Some("customer request"),
+            |_| true,
+            UnblockRule::default(),
+            now,
+        )
+        .unwrap();
+        assert!(t.unblock.unwrap().self_service);
+        assert!(matches!(
+            self_service_unblock(
+                "a@example.com",
+                &l20,
+                &[unblocked(3, false, now)],
+                &abuse,
+                Some("again"),
+                |_| true,
+                UnblockRule::default(),
+                now,
+            ),
+            Err(TransitionError::TooSoon { .. })
+        ));
+    }
+
+    #[test]
+    fn suspend_takes_only_a_suspension_tier() {
+        let now = Utc::now();
+        let abuse = Actor::Abuse("maria".into());
+        let t = suspend(
+            "a@example.com",
+            &AccountStatus::Active,
+            &abuse,
+            "complaint",
+            Some(Tier::LSpam21),
+            now,
+        )
+        .unwrap();
+        assert_eq!(t.to.tier(), Some(Tier::LSpam21));
+        assert_eq!(
+            suspend(
+                "a@example.com",
+                &AccountStatus::Active,
+                &abuse,
+                "complaint",
+                Some(Tier::LSpam10),
+                now
+            ),
+            Err(TransitionError::NotASuspensionTier {
+                tier: Tier::LSpam10
+            })
+        );
+        let manual = suspend(
+            "a@example.com",
+            &AccountStatus::Active,
+            &abuse,
+            "x",
+            None,
+            now,
+        )
+        .unwrap();
+        assert_eq!(manual.to.tier(), None);
+    }
 }

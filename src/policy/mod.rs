@@ -36,8 +36,8 @@ use crate::config::{AccountsConfig, Config, ConfigError, ConfigErrors, LimitsCon
 use crate::milter::{Decision, SmtpReply};
 
 pub use account::{
-    apply_tier, reset_done, suspend, unblock, AccountStatus, Actor, AuditEntry, Transition,
-    TransitionError, UnblockRecord, UnblockRule,
+    apply_tier, lift, reset_done, self_service_check, self_service_unblock, suspend, unblock,
+    AccountStatus, Actor, AuditEntry, Transition, TransitionError, UnblockRecord, UnblockRule,
 };
 pub use directory::{AccountEntry, Directory, Sensitivity};
 pub use history::AccountFacts;
@@ -444,14 +444,70 @@ impl Policy {
         Ok((t, event))
     }
 
+    /// Whether the account may be unblocked by self-service now (the
+    /// 90-day rule and the tiers that allow it); the refusal says why.
+    pub fn self_service_check(
+        &self,
+        account: &str,
+        status: &AccountStatus,
+        unblocks: &[UnblockRecord],
+        now: DateTime<Utc>,
+    ) -> Result<(), TransitionError> {
+        self_service_check(
+            account,
+            status,
+            unblocks,
+            |tier| self.tiers.info(tier).self_service,
+            self.unblock_rule,
+            now,
+        )
+    }
+
+    /// An unblock under the self-service rule, by the customer or by the
+    /// abuse team on the customer's behalf; recorded as self-service.
+    pub fn self_service_unblock(
+        &self,
+        facts: &AccountFacts,
+        by: &Actor,
+        reason: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(Transition, Event), TransitionError> {
+        let t = self_service_unblock(
+            &facts.account,
+            &facts.status,
+            &facts.unblocks,
+            by,
+            reason,
+            |tier| self.tiers.info(tier).self_service,
+            self.unblock_rule,
+            now,
+        )?;
+        let event = self.event("unblocked", facts, &t, now);
+        Ok((t, event))
+    }
+
+    /// The abuse team lifts any block, with a reason, bound by no rule.
+    pub fn lift(
+        &self,
+        facts: &AccountFacts,
+        by: &Actor,
+        reason: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(Transition, Event), TransitionError> {
+        let t = lift(&facts.account, &facts.status, by, reason, now)?;
+        let event = self.event("unblocked", facts, &t, now);
+        Ok((t, event))
+    }
+
     /// The provider confirmed the password change.
     pub fn reset_done(
         &self,
         facts: &AccountFacts,
         by: &Actor,
+        reason: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<(Transition, Event), TransitionError> {
-        let t = reset_done(&facts.account, &facts.status, by, now)?;
+        let t = reset_done(&facts.account, &facts.status, by, reason, now)?;
         let event = self.event("reset_done", facts, &t, now);
         Ok((t, event))
     }

@@ -1,8 +1,9 @@
 //! The policy with its persistence: loads an account's facts through the
 //! [`super::store`] traits, runs the pure decisions and persists their
 //! effects (state, audit, counters) and queues notifications. This is what
-//! the pipeline and the `outscore account` commands call; it is generic over
-//! the traits and picks no backend itself.
+//! the pipeline, the `outscore account` commands and the review interface's
+//! account actions call (the daemon shares one instance, so one facts
+//! cache); it is generic over the traits and picks no backend itself.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,7 +16,7 @@ use super::limits::spam_read_keys;
 use super::store::{AccountRepo, PolicyStoreError, VolumeCounters};
 use super::{
     AccountFacts, Actor, Effect, EomOutcome, Event, Gate, Policy, RcptStep, Scored, SpamCounts,
-    Transition, TransitionError,
+    Tier, Transition, TransitionError,
 };
 use crate::notify::{enqueue_event, Notifier, OutboxError, OutboxQueue};
 
@@ -249,20 +250,22 @@ impl<R: AccountRepo, C: VolumeCounters, Q: OutboxQueue> Enforcer<R, C, Q> {
             .await
     }
 
-    /// The provider confirms the password was changed.
-    pub async fn reset_done(
+    /// An unblock under the self-service rule, recorded as self-service:
+    /// by the customer, or by the abuse team on the customer's behalf.
+    pub async fn self_service_unblock(
         &self,
         account: &str,
         by: &Actor,
+        reason: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Transition, ServiceError> {
         let facts = self.facts(account, now).await?;
-        self.transition(self.policy.reset_done(&facts, by, now))
+        self.transition(self.policy.self_service_unblock(&facts, by, reason, now))
             .await
     }
 
-    /// The abuse team suspends by hand.
-    pub async fn suspend(
+    /// The abuse team lifts any block (override of every rule), with a reason.
+    pub async fn lift(
         &self,
         account: &str,
         by: &Actor,
@@ -270,7 +273,49 @@ impl<R: AccountRepo, C: VolumeCounters, Q: OutboxQueue> Enforcer<R, C, Q> {
         now: DateTime<Utc>,
     ) -> Result<Transition, ServiceError> {
         let facts = self.facts(account, now).await?;
-        let t = super::suspend(account, &facts.status, by, reason, now)?;
+        self.transition(self.policy.lift(&facts, by, Some(reason), now))
+            .await
+    }
+
+    /// Whether a self-service unblock would be allowed now, and if not why
+    /// (the same rule [`Enforcer::self_service_unblock`] applies). Reads
+    /// only the account's state and unblock history.
+    pub async fn self_service_check(
+        &self,
+        account: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Result<(), TransitionError>, ServiceError> {
+        let status = self.repo.status(account).await?;
+        let unblocks = self.repo.unblocks(account).await?;
+        Ok(self
+            .policy
+            .self_service_check(account, &status, &unblocks, now))
+    }
+
+    /// The provider confirms the password was changed.
+    pub async fn reset_done(
+        &self,
+        account: &str,
+        by: &Actor,
+        reason: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Transition, ServiceError> {
+        let facts = self.facts(account, now).await?;
+        self.transition(self.policy.reset_done(&facts, by, reason, now))
+            .await
+    }
+
+    /// The abuse team suspends by hand, optionally under a suspension tier.
+    pub async fn suspend(
+        &self,
+        account: &str,
+        by: &Actor,
+        reason: &str,
+        tier: Option<Tier>,
+        now: DateTime<Utc>,
+    ) -> Result<Transition, ServiceError> {
+        let facts = self.facts(account, now).await?;
+        let t = super::suspend(account, &facts.status, by, reason, tier, now)?;
         let event = Event {
             kind: "suspended".into(),
             account: account.to_string(),

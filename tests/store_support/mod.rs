@@ -207,3 +207,33 @@ macro_rules! both_backends {
         }
     )*};
 }
+
+/// The policy service over `store` with the built-in tiers, default limits,
+/// `directory` and `notify`: what the daemon hands the pipeline and the
+/// review interface.
+pub fn enforcer_for(
+    store: &Store,
+    directory: outscore::policy::Directory,
+    notify: outscore::config::NotifyConfig,
+) -> std::sync::Arc<outscore::pipeline::StoreEnforcer> {
+    use std::sync::Arc;
+    let policy = outscore::policy::Policy::new(
+        outscore::policy::TierTable::builtin(),
+        outscore::config::LimitsConfig::default(),
+        &outscore::config::AccountsConfig::default(),
+        directory,
+    );
+    let notifier = outscore::notify::Notifier::new(notify, 90).unwrap();
+    Arc::new(outscore::policy::service::Enforcer::new(
+        Arc::new(policy),
+        store.clone(),
+        store.clone(),
+        Arc::new(store.clone()),
+        Arc::new(notifier),
+    ))
+}
+
+/// [`enforcer_for`] with an empty directory and no notification channel.
+pub fn default_enforcer(store: &Store) -> std::sync::Arc<outscore::pipeline::StoreEnforcer> {
+    enforcer_for(store, Default::default(), Default::default())
+}
