@@ -63,18 +63,24 @@ impl AccountRepo for Store {
         })
     }
 
-    async fn apply(&self, t: &Transition) -> Result<(), PolicyStoreError> {
+    async fn apply(&self, t: &Transition) -> Result<bool, PolicyStoreError> {
         if let Some(unblock) = &t.unblock {
             let reason = t.audit.detail["reason"].as_str().map(str::to_string);
-            self.unblock(&UnblockRequest {
-                account: t.account.clone(),
-                at: unblock.at,
-                by: t.audit.actor.clone(),
-                self_service: unblock.self_service,
-                reason,
-            })
-            .await
-            .map_err(err("unblock"))?;
+            let done = self
+                .unblock(&UnblockRequest {
+                    account: t.account.clone(),
+                    at: unblock.at,
+                    by: t.audit.actor.clone(),
+                    self_service: unblock.self_service,
+                    reason,
+                })
+                .await;
+            match done {
+                Ok(Some(_)) => {}
+                // Unblocked (or changed) by someone else in the meantime.
+                Ok(None) | Err(StoreError::Conflict { .. }) => return Ok(false),
+                Err(e) => return Err(err("unblock")(e)),
+            }
         } else {
             let (status, reason) = match &t.to {
                 AccountStatus::Active => (store::AccountStatus::Active, None),
@@ -96,7 +102,8 @@ impl AccountRepo for Store {
             .await
             .map_err(err("set account state"))?;
         }
-        AccountRepo::audit(self, &t.audit).await
+        AccountRepo::audit(self, &t.audit).await?;
+        Ok(true)
     }
 
     async fn audit(&self, entry: &AuditEntry) -> Result<(), PolicyStoreError> {

@@ -18,7 +18,8 @@ use outscore::notify::{run_worker, Notifier, OutboxQueue, WorkerOptions};
 use outscore::policy::service::{Enforcer, ServiceError};
 use outscore::policy::store::{AccountRepo, VolumeCounters};
 use outscore::policy::{
-    Actor, CounterKey, Directory, MemberOutcome, Policy, Scored, Tier, TierTable, TransitionError,
+    Actor, CounterKey, Directory, Effect, MemberOutcome, Policy, Scored, Tier, TierTable,
+    TransitionError,
 };
 use outscore::store::{AuditLog, Store};
 use tokio_util::sync::CancellationToken;
@@ -123,6 +124,18 @@ async fn capped_set_is_exact_when_relays_race() {
     }
 }
 
+fn policy() -> Policy {
+    Policy::new(
+        TierTable::builtin(),
+        LimitsConfig {
+            hosted_domains: vec!["hosted.example".into()],
+            ..LimitsConfig::default()
+        },
+        &AccountsConfig::default(),
+        Directory::default(),
+    )
+}
+
 fn enforcer(store: Store, dir: &std::path::Path) -> Enforcer<Store, Store, Store> {
     let out = dir.join("notified.jsonl");
     let script = format!("cat >> '{}'; echo >> '{}'", out.display(), out.display());
@@ -132,15 +145,7 @@ fn enforcer(store: Store, dir: &std::path::Path) -> Enforcer<Store, Store, Store
         ..NotifyConfig::default()
     };
     Enforcer::new(
-        Arc::new(Policy::new(
-            TierTable::builtin(),
-            LimitsConfig {
-                hosted_domains: vec!["hosted.example".into()],
-                ..LimitsConfig::default()
-            },
-            &AccountsConfig::default(),
-            Directory::default(),
-        )),
+        Arc::new(policy()),
         store.clone(),
         store.clone(),
         Arc::new(store),
@@ -271,6 +276,61 @@ async fn account_life_cycle_persists_through_the_database() {
             .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"].to_string())
             .collect();
         assert_eq!(kinds.len(), 6, "{name}: {kinds:?}");
+        if let Some(pg) = pg {
+            second.close().await;
+            pg.drop_schema().await;
+        }
+    }
+}
+
+/// Two reviewers (here on two relays) lift the same block at the same
+/// moment: the one whose decision rests on a state already changed writes
+/// nothing, notifies nobody and is told so.
+#[tokio::test]
+async fn a_lost_race_writes_nothing_and_notifies_nobody() {
+    for (name, store, second, pg) in backends().await {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = enforcer(store.clone(), tmp.path());
+        let b = enforcer(second.clone(), tmp.path());
+        let acct = "racer@hosted.example";
+        let now = t("2026-11-22T10:00:00Z");
+        let (maria, tom) = (Actor::Abuse("maria".into()), Actor::Abuse("tom".into()));
+        a.suspend(acct, &maria, "phishing run", None, now)
+            .await
+            .unwrap();
+        // Relay B reads the account; relay A lifts the block first.
+        let stale = b.facts(acct, now).await.unwrap();
+        a.lift(acct, &maria, "password changed", now).await.unwrap();
+        let (lift, notice) = policy()
+            .lift(&stale, &tom, Some("checked too"), now)
+            .unwrap();
+        let err = b
+            .persist(&[Effect::Transition(lift), Effect::Notify(notice)])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, ServiceError::Refused(TransitionError::Changed { .. })),
+            "{name}: {err}"
+        );
+        let audit = store.audit_entries(Some(acct), 100).await.unwrap();
+        let actions: Vec<&str> = audit
+            .iter()
+            .rev()
+            .map(|r| r.entry.action.as_str())
+            .collect();
+        assert_eq!(actions, ["suspend", "unblock"], "{name}");
+        assert_eq!(audit[0].entry.actor, "abuse:maria", "{name}");
+        assert_eq!(
+            OutboxQueue::pending(&store).await.unwrap(),
+            2,
+            "{name}: one suspension notice, one unblock notice"
+        );
+        // Asked again, relay B sees the account is no longer blocked.
+        let err = b.lift(acct, &tom, "checked too", now).await.unwrap_err();
+        assert!(
+            matches!(err, ServiceError::Refused(TransitionError::NotBlocked(_))),
+            "{name}: {err}"
+        );
         if let Some(pg) = pg {
             second.close().await;
             pg.drop_schema().await;

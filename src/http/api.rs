@@ -400,6 +400,7 @@ pub fn refusal(
             ("not_waiting_for_reset", json!({}))
         }
         TransitionError::NotBlocked(_) => ("not_blocked", json!({})),
+        TransitionError::Changed { .. } => ("changed", json!({})),
         TransitionError::ReasonRequired
         | TransitionError::NotAllowed
         | TransitionError::NotASuspensionTier { .. } => return None,

@@ -123,6 +123,10 @@ pub enum TransitionError {
     #[error("{tier} is not a suspension tier")]
     NotASuspensionTier { tier: Tier },
     #[error(
+        "account {account} was changed by someone else at the same moment; look again and retry"
+    )]
+    Changed { account: String },
+    #[error(
         "account {account} was unblocked on {last}; self-service unblock is allowed once every {days} days, so it is possible again from {next}; until then only the abuse team can unblock"
     )]
     TooSoon {

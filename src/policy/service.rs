@@ -155,7 +155,13 @@ impl<R: AccountRepo, C: VolumeCounters, Q: OutboxQueue> Enforcer<R, C, Q> {
             match effect {
                 Effect::Transition(t) => {
                     self.cache.forget(&t.account);
-                    self.repo.apply(t).await?
+                    if !self.repo.apply(t).await? {
+                        // Lost a race: what the decision was based on is
+                        // gone, so nothing after it (audit, notice) is due.
+                        return Err(ServiceError::Refused(TransitionError::Changed {
+                            account: t.account.clone(),
+                        }));
+                    }
                 }
                 Effect::Audit(a) => {
                     self.cache.forget(&a.account);

@@ -27,11 +27,13 @@ pub trait AccountRepo: Send + Sync {
         account: &str,
     ) -> impl Future<Output = Result<AccountStatus, PolicyStoreError>> + Send;
     /// Persist a transition: the new status, its audit entry and (for an
-    /// unblock) the unblock record, together.
+    /// unblock) the unblock record, together. `Ok(false)` when the account
+    /// is no longer in the state the transition starts from (another actor,
+    /// or another relay, changed it first): nothing is written then.
     fn apply(
         &self,
         transition: &Transition,
-    ) -> impl Future<Output = Result<(), PolicyStoreError>> + Send;
+    ) -> impl Future<Output = Result<bool, PolicyStoreError>> + Send;
     /// An audit entry without a state change.
     fn audit(
         &self,
