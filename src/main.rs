@@ -322,6 +322,10 @@ enum AccountCmd {
         by: String,
         #[arg(long)]
         reason: String,
+        /// Record it under a suspension tier (L-SPAM20 to L-SPAM40), e.g.
+        /// L-SPAM40 so that only the abuse team can lift it.
+        #[arg(long)]
+        tier: Option<outscore::policy::Tier>,
     },
     /// Validate an accounts CSV and install it as `[accounts] directory_csv`
     /// (default `<data_dir>/accounts.csv`); the daemon reads it at start.
@@ -1163,11 +1167,16 @@ async fn account_command(config: Config, command: AccountCmd) -> anyhow::Result<
                     .await,
             )?
         }
-        AccountCmd::Suspend { login, by, reason } => {
+        AccountCmd::Suspend {
+            login,
+            by,
+            reason,
+            tier,
+        } => {
             let login = login.trim().to_ascii_lowercase();
             done(
                 enforcer
-                    .suspend(&login, &Actor::Abuse(by), &reason, None, now)
+                    .suspend(&login, &Actor::Abuse(by), &reason, tier, now)
                     .await,
             )?
         }

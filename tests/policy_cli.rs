@@ -99,3 +99,38 @@ fn import_validates_and_installs_the_directory() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(dir.path().join("accounts.csv").exists());
 }
+
+#[test]
+fn suspension_under_a_tier_is_for_the_abuse_team_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let login = "mass@hosted.example";
+    let suspend = |tier: &str| {
+        outscore(
+            data,
+            &[
+                "suspend", login, "--by", "maria", "--reason", "10k spam", "--tier", tier,
+            ],
+        )
+    };
+    // Not a suspension tier, or not a tier at all: refused, nothing stored.
+    let o = suspend("L-SPAM10");
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("not a suspension tier"), "{}", text(&o));
+    let o = suspend("L-SPAM99");
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("unknown tier"), "{}", text(&o));
+    let o = outscore(data, &["show", login, "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(json["facts"]["status"]["status"], "active");
+
+    let o = suspend("L-SPAM40");
+    assert!(o.status.success(), "{}", text(&o));
+    let o = outscore(data, &["show", login, "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(json["facts"]["status"]["tier"], "L-SPAM40", "{json}");
+    // L-SPAM40 is never self-service.
+    let o = outscore(data, &["unblock", login]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(text(&o).contains("mass abuse"), "{}", text(&o));
+}
