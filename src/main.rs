@@ -189,6 +189,8 @@ struct StoreArgs {
 }
 
 #[derive(Subcommand)]
+// Parsed once per run: the size of the biggest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 enum ReportCmd {
     /// List reports, newest first.
     List {

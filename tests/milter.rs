@@ -259,22 +259,23 @@ async fn many_messages_on_one_connection_with_aborts_and_empty_macros() {
         assert_eq!(out.final_reply(), Some(&Reply::Accept), "message {i}");
     }
     assert_eq!(filter.eoms.load(Ordering::SeqCst), 50);
-    let seen = filter.seen.lock().unwrap();
-    let (env, raw) = &seen[49];
-    assert_eq!(env.auth_login.as_deref(), Some("alice@customer.example"));
-    assert_eq!(env.mail_from, "alice@customer.example");
-    assert_eq!(env.rcpts, ["bob@remote.example"]);
-    assert_eq!(env.queue_id.as_deref(), Some("4ABC123"));
-    assert_eq!(env.client.addr.unwrap().to_string(), "192.0.2.10");
-    assert_eq!(env.client.helo.as_deref(), Some("client.example"));
-    assert_eq!(env.mta_host.as_deref(), Some("relay.test"));
-    assert!(!env.local_submission);
-    // Headers keep their original spacing; the message is RFC 5322 with CRLF.
-    assert_eq!(
-        String::from_utf8_lossy(raw),
-        "From: Alice <alice@customer.example>\r\nTo: bob@remote.example\r\nSubject: msg 49\r\n\r\nbody 49\r\n"
-    );
-    drop(seen);
+    {
+        let seen = filter.seen.lock().unwrap();
+        let (env, raw) = &seen[49];
+        assert_eq!(env.auth_login.as_deref(), Some("alice@customer.example"));
+        assert_eq!(env.mail_from, "alice@customer.example");
+        assert_eq!(env.rcpts, ["bob@remote.example"]);
+        assert_eq!(env.queue_id.as_deref(), Some("4ABC123"));
+        assert_eq!(env.client.addr.unwrap().to_string(), "192.0.2.10");
+        assert_eq!(env.client.helo.as_deref(), Some("client.example"));
+        assert_eq!(env.mta_host.as_deref(), Some("relay.test"));
+        assert!(!env.local_submission);
+        // Headers keep their original spacing; the message is RFC 5322 with CRLF.
+        assert_eq!(
+            String::from_utf8_lossy(raw),
+            "From: Alice <alice@customer.example>\r\nTo: bob@remote.example\r\nSubject: msg 49\r\n\r\nbody 49\r\n"
+        );
+    }
     d.stop().await;
 }
 
@@ -305,13 +306,14 @@ async fn refusals_at_mail_and_rcpt_keep_the_connection_usable() {
         Reply::ReplyCode("452 4.5.3 Too many recipients".into())
     );
     assert_eq!(out.eom.last(), Some(&Reply::Accept));
-    let seen = filter.seen.lock().unwrap();
-    assert_eq!(
-        seen.last().unwrap().0.rcpts.len(),
-        3,
-        "the refused recipient is not kept"
-    );
-    drop(seen);
+    {
+        let seen = filter.seen.lock().unwrap();
+        assert_eq!(
+            seen.last().unwrap().0.rcpts.len(),
+            3,
+            "the refused recipient is not kept"
+        );
+    }
     d.stop().await;
 }
 

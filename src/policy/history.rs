@@ -68,16 +68,14 @@ impl AccountFacts {
         for e in entries {
             let from = e.detail.get("from").and_then(|f| f.as_str());
             match e.action.as_str() {
-                "tier" => {
-                    // Only a tier that blocked an active account is an
-                    // offence; messages racing the block add nothing.
-                    if from == Some("active") {
-                        if last_reset.is_none_or(|r| e.at > r) {
-                            facts.history.offences_since_reset += 1;
-                        }
-                        if e.at >= repeat_since {
-                            facts.recent_offences += 1;
-                        }
+                // Only a tier that blocked an active account is an offence;
+                // messages racing the block add nothing.
+                "tier" if from == Some("active") => {
+                    if last_reset.is_none_or(|r| e.at > r) {
+                        facts.history.offences_since_reset += 1;
+                    }
+                    if e.at >= repeat_since {
+                        facts.recent_offences += 1;
                     }
                 }
                 // Earlier episodes, once over: a reset confirmed, a

@@ -199,7 +199,7 @@ impl RegexRules {
                     errors.push((i, "pattern matches the empty string".into()))
                 }
                 Ok(re) => singles.push(re),
-                Err(e) => errors.push((i, format!("bad pattern: {}", first_line(&e.to_string())))),
+                Err(e) => errors.push((i, format!("bad pattern: {}", last_line(&e.to_string())))),
             }
         }
         if !errors.is_empty() {
@@ -360,10 +360,11 @@ pub fn ascii_classes(pattern: &str) -> String {
     out
 }
 
-fn first_line(s: &str) -> String {
+/// The regex crate's errors end with the line that says what is wrong
+/// (after a copy of the pattern and a caret line).
+fn last_line(s: &str) -> String {
     s.lines()
-        .filter(|l| !l.trim().is_empty())
-        .last()
+        .rfind(|l| !l.trim().is_empty())
         .unwrap_or(s)
         .trim()
         .to_string()
