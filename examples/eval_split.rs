@@ -338,21 +338,21 @@ fn main() {
     }
 
     println!(
-        "Held-out part: {} messages ({} spam, {} ham), sha256(path)[0] < 51 of {}.",
+        "- Held-out part: {} messages ({} spam, {} ham), sha256(path)[0] < 51 of {}.",
         test.len(),
         total[0].spam,
         total[0].ham,
         o.manifest.display()
     );
-    println!("Classifier: {trained}.");
+    println!("- Classifier: {trained}.");
     println!(
-        "Classifier alone: flagged above log-odds {threshold:.3} (probability {probability:.6}), \
+        "- Classifier alone: flagged above log-odds {threshold:.3} (probability {probability:.6}), \
          at most {allowed} of {} held-out ham ({:.1} %).",
         ham.len(),
         100.0 * MAX_FP
     );
     println!(
-        "Whole scorer: refused = the daemon's reject action (score ≥ {}).",
+        "- Whole scorer: refused = the daemon's reject action (score ≥ {}).",
         Engine::builtin().reject_score()
     );
     table("source", &by_source, &total);
