@@ -1,4 +1,5 @@
-//! Scoring speed on corpus messages: parse+score messages/s (and MB/s), and
+//! Scoring speed on corpus messages: parse+score messages/s (and MB/s),
+//! parse+classify+score (the daemon's whole content path), and
 //! the multi-pattern engines' MB/s on the same texts: the Aho-Corasick
 //! keyword automaton, Hyperscan and the pure-Rust regex-set fallback.
 //!
@@ -6,13 +7,17 @@
 //! /work/shared/corpus; a built-in sample is used when it is missing).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 
+use outscore::classifier::{builtin_model, Classifier};
 use outscore::envelope::Envelope;
 use outscore::message::parse;
 use outscore::rules::matcher::{MatcherKind, RegexRules};
 use outscore::rules::Context;
+use outscore::scan::input::{EnvelopeFacts, Source};
+use outscore::scan::{Item, Scanner};
 use outscore::scoring::scores::{self, parse_regex_rules, BUILTIN};
 use outscore::scoring::Engine;
 
@@ -63,6 +68,32 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             for m in &messages {
                 black_box(parse(m));
+            }
+        })
+    });
+    g.finish();
+
+    // What the daemon does per message: the classifier (the shipped default
+    // model) and the rules, through the same code as `outscore scan`.
+    let scanner = Scanner::new(engine.clone()).with_classifier(Classifier::new(builtin_model()));
+    let items: Vec<Item> = messages
+        .iter()
+        .enumerate()
+        .map(|(n, m)| Item {
+            id: n.to_string(),
+            path: n.to_string(),
+            label: None,
+            facts: EnvelopeFacts::default(),
+            source: Source::Bytes(Arc::from(m.as_slice())),
+        })
+        .collect();
+    let mut g = c.benchmark_group("parse_classify_score");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(messages.len() as u64));
+    g.bench_function("messages", |b| {
+        b.iter(|| {
+            for item in &items {
+                black_box(scanner.score(item));
             }
         })
     });

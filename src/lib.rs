@@ -10,8 +10,8 @@
 //! ```text
 //! Postfix ──milter──▶ milter::session ──Envelope + raw message──▶ pipeline
 //!                                                                   │
-//!   auth (SPF, identity) + classifier ─▶ external symbols ─────────▶│
-//!        message::parse ─▶ rules ─▶ scoring (weights, caps) ─▶ ScanReport
+//!   auth (SPF, identity) ─▶ external symbols ──────────────────────▶│
+//!        message::parse ─▶ rules + classifier ─▶ scoring (weights, caps) ─▶ ScanReport
 //!                                                                   │
 //!                   policy (tier + account history, limits) ◀───────┤
 //!                              verdict (SMTP reply / headers) ◀─────┤

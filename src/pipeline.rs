@@ -1,5 +1,6 @@
 //! The one path every message takes: envelope + raw message → identity facts
-//! and classifier symbols → scan report → tier and account action (through
+//! → one parse that both the rules and the classifier read → scan report →
+//! tier and account action (through
 //! the enforcer) → verdict (SMTP reply or headers) and a stored report.
 //! Implements the milter [`Filter`]; knows no sockets. `outscore scan` uses
 //! the same engine, classifier and verdict code.
@@ -77,22 +78,22 @@ impl Pipeline {
         self
     }
 
-    /// BAYES_SPAM / BAYES_HAM for a message, when a model is loaded.
-    pub fn classifier_symbols(&self, raw: &[u8]) -> Vec<ExternalSymbol> {
-        let guard = self.classifier.load();
-        let Some(classifier) = Option::as_ref(&**guard) else {
-            return Vec::new();
-        };
-        classifier
-            .classify(raw)
-            .iter()
-            .flat_map(classifier::symbols)
-            .map(|s| ExternalSymbol {
-                name: s.name.to_string(),
-                factor: s.factor,
-                evidence: s.evidence,
-            })
-            .collect()
+    /// Score a message with the rules in force and, when a model is loaded,
+    /// the classifier, on one parse (CPU work: call it off the async
+    /// workers). The same code scores in the daemon and in `outscore scan`.
+    pub fn scan_content(
+        &self,
+        envelope: &Envelope,
+        raw: &[u8],
+        external: &[ExternalSymbol],
+    ) -> ScanReport {
+        scan_content(
+            &self.engine.load(),
+            Option::as_ref(&**self.classifier.load()),
+            envelope,
+            raw,
+            external,
+        )
     }
 
     /// The loaded model's answer for a message; `None` without a model or
@@ -158,6 +159,37 @@ impl Pipeline {
         }
         verdict
     }
+}
+
+/// The engine's scan with the classifier's BAYES_SPAM / BAYES_HAM computed
+/// on the engine's parse and normalised text.
+fn scan_content(
+    engine: &Engine,
+    classifier: Option<&Classifier>,
+    envelope: &Envelope,
+    raw: &[u8],
+    external: &[ExternalSymbol],
+) -> ScanReport {
+    engine.scan_content(envelope, raw, external, |ctx| {
+        let Some(classifier) = classifier else {
+            return Vec::new();
+        };
+        let view = classifier::View {
+            msg: ctx.msg,
+            subject: &ctx.subject.text,
+            body: &ctx.body.text,
+        };
+        classifier
+            .classify_view(view)
+            .iter()
+            .flat_map(classifier::symbols)
+            .map(|s| ExternalSymbol {
+                name: s.name.to_string(),
+                factor: s.factor,
+                evidence: s.evidence,
+            })
+            .collect()
+    })
 }
 
 /// Fold a long header value at commas so no line exceeds ~78 characters.
@@ -296,7 +328,7 @@ impl Filter for Pipeline {
         message: Message,
     ) -> Result<EomVerdict, FilterError> {
         let engine = self.engine.load_full();
-        let mut external: Vec<ExternalSymbol> = match &self.identity {
+        let external: Vec<ExternalSymbol> = match &self.identity {
             Some(identity) => identity
                 .check(&envelope, &message.raw)
                 .await
@@ -310,13 +342,19 @@ impl Filter for Pipeline {
                 .collect(),
             None => Vec::new(),
         };
-        external.extend(self.classifier_symbols(&message.raw));
         let reject_score = engine.reject_score_for(&envelope);
-        // Parsing and rules are CPU work: off the async workers, so a huge
-        // message never stalls other connections' replies.
+        // Parsing, classifier and rules are CPU work: off the async workers,
+        // so a huge message never stalls other connections' replies.
+        let classifier = self.classifier.load_full();
         let (raw, scanned_envelope) = (message.raw.clone(), envelope.clone());
         let report = tokio::task::spawn_blocking(move || {
-            engine.scan_with(&scanned_envelope, &raw, &external)
+            scan_content(
+                &engine,
+                Option::as_ref(&*classifier),
+                &scanned_envelope,
+                &raw,
+                &external,
+            )
         })
         .await
         .map_err(|e| FilterError(format!("scan failed: {e}")))?;

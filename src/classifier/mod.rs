@@ -21,9 +21,11 @@ pub mod tokenize;
 
 use std::path::{Path, PathBuf};
 
-use mail_parser::Message;
+use crate::message::normalize::normalize;
+use crate::message::{self, ParsedMessage};
 
 pub use model::{Model, ModelStats};
+pub use tokenize::View;
 use tokenize::{Kind, Sink};
 
 /// Symbol emitted when the probability is high.
@@ -184,32 +186,45 @@ impl Classifier {
         self.model.spam_messages() >= MIN_LEARNED && self.model.ham_messages() >= MIN_LEARNED
     }
 
-    /// Classifies raw message bytes; `None` when the model is not ready or
-    /// the bytes are not a message.
+    /// Classifies raw message bytes (parsed with [`message::parse`]); `None`
+    /// when the model is not ready or the bytes are not a message.
     pub fn classify(&self, raw: &[u8]) -> Option<Verdict> {
         if !self.ready() {
             return None;
         }
-        let msg = tokenize::parse(raw)?;
-        self.classify_parsed(&msg)
+        self.classify_parsed(&message::parse(raw))
     }
 
-    /// Classifies an already parsed message.
-    pub fn classify_parsed(&self, msg: &Message<'_>) -> Option<Verdict> {
+    /// Classifies an already parsed message (normalises its text).
+    pub fn classify_parsed(&self, msg: &ParsedMessage) -> Option<Verdict> {
         if !self.ready() {
             return None;
         }
+        with_view(msg, |view| self.classify_view(view))
+    }
+
+    /// Classifies a parsed message whose text is already normalised (the
+    /// keyword rules' normalised text: nothing is parsed or normalised again).
+    pub fn classify_view(&self, view: View<'_>) -> Option<Verdict> {
+        if !self.ready() || view.msg.unparsed {
+            return None;
+        }
         let mut acc = Scorer::new(&self.model);
-        tokenize::message_features(msg, self.model.bigrams(), &mut acc);
+        tokenize::message_features(view, self.model.bigrams(), &mut acc);
         Some(acc.verdict())
     }
 
     /// Raw score parts (sum of weights, informative feature count) for
     /// evaluation tools.
     pub fn score_parts(&self, raw: &[u8]) -> Option<(f64, u32)> {
-        let msg = tokenize::parse(raw)?;
+        let msg = message::parse(raw);
+        if msg.unparsed {
+            return None;
+        }
         let mut acc = Scorer::new(&self.model);
-        tokenize::message_features(&msg, self.model.bigrams(), &mut acc);
+        with_view(&msg, |view| {
+            tokenize::message_features(view, self.model.bigrams(), &mut acc)
+        });
         Some((acc.sum(), acc.informative))
     }
 
@@ -225,24 +240,32 @@ impl Classifier {
     }
 
     /// Counts one message without refreshing the weights (batch training:
-    /// call [`Classifier::finish`] at the end).
+    /// call [`Classifier::finish`] at the end). Returns false when the bytes
+    /// are not a message.
     pub fn add(&mut self, raw: &[u8], is_spam: bool) -> bool {
-        let Some(msg) = tokenize::parse(raw) else {
+        let msg = message::parse(raw);
+        if msg.unparsed {
             return false;
-        };
-        let buckets = distinct_buckets(&self.model, &msg);
-        self.model.add(&buckets, is_spam);
+        }
+        self.add_parsed(&msg, is_spam);
         true
+    }
+
+    /// Counts one parsed message (see [`Classifier::add`]).
+    pub fn add_parsed(&mut self, msg: &ParsedMessage, is_spam: bool) {
+        let buckets = with_view(msg, |view| distinct_buckets(&self.model, view));
+        self.model.add(&buckets, is_spam);
     }
 
     /// Takes back a message learned earlier as `was_spam` and refreshes the
     /// weights (the first half of reversing a verdict). Returns false when
     /// the bytes are not a message.
     pub fn forget(&mut self, raw: &[u8], was_spam: bool) -> bool {
-        let Some(msg) = tokenize::parse(raw) else {
+        let msg = message::parse(raw);
+        if msg.unparsed {
             return false;
-        };
-        let buckets = distinct_buckets(&self.model, &msg);
+        }
+        let buckets = with_view(&msg, |view| distinct_buckets(&self.model, view));
         self.model.remove(&buckets, was_spam);
         self.model.refresh();
         true
@@ -255,12 +278,23 @@ impl Classifier {
     }
 }
 
+/// Runs `f` on a message's [`View`], normalising its subject and body.
+fn with_view<T>(msg: &ParsedMessage, f: impl FnOnce(View<'_>) -> T) -> T {
+    let subject = normalize(msg.subject.as_deref().unwrap_or(""));
+    let body = normalize(&msg.text);
+    f(View {
+        msg,
+        subject: &subject,
+        body: &body,
+    })
+}
+
 /// The distinct buckets of a message's features (at most `MAX_FEATURES`).
-fn distinct_buckets(model: &Model, msg: &Message<'_>) -> Vec<u32> {
+fn distinct_buckets(model: &Model, view: View<'_>) -> Vec<u32> {
     let mut set = BucketSet::new();
     let mut out = Vec::new();
     tokenize::message_features(
-        msg,
+        view,
         model.bigrams(),
         &mut |h: u64, _k: Kind, _t: &dyn Fn() -> String| {
             let b = model.bucket(h);

@@ -1,9 +1,13 @@
-//! Text and message → hashed features for the classifier: words for
+//! A parsed message → hashed features for the classifier: words for
 //! space-separated scripts, character bigrams for Chinese, Japanese and Korean
-//! runs, word bigrams, and header/structure tokens. Knows nothing of the model.
+//! runs, word bigrams, and header/structure tokens. Reads the
+//! [`ParsedMessage`] the rules read, and its subject and body text normalised
+//! the way the keyword rules normalise them ([`crate::message::normalize`]:
+//! case and width folded, diacritics and invisible characters removed), so a
+//! message is parsed and normalised once. Knows nothing of the model.
 
-use mail_parser::{Message, MessageParser, MimeHeaders};
-use unicode_normalization::UnicodeNormalization;
+use crate::message::normalize::normalize;
+use crate::message::ParsedMessage;
 
 /// Longest word (in bytes, after normalisation) kept as a token; longer runs
 /// (base64 residue, hashes) become one `long word` token.
@@ -106,16 +110,6 @@ pub fn is_cjk(c: char) -> bool {
         | 0x20000..=0x2FA1F) // Han supplementary planes
 }
 
-/// Invisible characters removed before tokenizing: zero-width space/joiners,
-/// word joiner, BOM, soft hyphen. They never split a word.
-#[inline]
-pub fn is_invisible(c: char) -> bool {
-    matches!(
-        c,
-        '\u{200B}' | '\u{200C}' | '\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{00AD}'
-    )
-}
-
 /// ASCII byte → its lower-case form if it is part of a word, else 0.
 const ASCII_WORD: [u8; 128] = {
     let mut t = [0u8; 128];
@@ -132,13 +126,12 @@ const ASCII_WORD: [u8; 128] = {
     t
 };
 
-/// Splits text into features. Reusable buffers; ASCII text takes a byte
-/// fast path and allocates nothing.
+/// Splits normalised text (see [`normalize`]) into features. Reusable
+/// buffers; ASCII text takes a byte fast path and allocates nothing.
 #[derive(Default)]
 pub struct TextTokenizer {
     word: String,
     prev_word: String,
-    norm: String,
     bigrams: bool,
     /// Hash of the previous word of the same sentence.
     prev: Option<u64>,
@@ -149,20 +142,19 @@ impl TextTokenizer {
         TextTokenizer {
             word: String::with_capacity(64),
             prev_word: String::with_capacity(64),
-            norm: String::with_capacity(64),
             bigrams,
             prev: None,
         }
     }
 
-    /// Tokenizes `text`; words get `kind` (Word or Subject). At most
-    /// `max_bytes` bytes are read.
+    /// Tokenizes `text`, which must already be normalised (lower case,
+    /// folded, without invisible characters); words get `kind` (Word or
+    /// Subject). At most `max_bytes` bytes are read.
     pub fn run(&mut self, text: &str, kind: Kind, max_bytes: usize, sink: &mut dyn Sink) {
         self.prev = None;
         self.word.clear();
         let bytes = text.as_bytes();
         let end = bytes.len().min(max_bytes);
-        let mut word_ascii = true;
         let mut cjk_prev: Option<char> = None;
         let mut cjk_len = 0usize;
         let mut i = 0;
@@ -179,8 +171,7 @@ impl TextTokenizer {
                     self.word.push(l as char);
                 } else {
                     if !self.word.is_empty() {
-                        self.flush_word(word_ascii, kind, sink);
-                        word_ascii = true;
+                        self.flush_word(kind, sink);
                     }
                     // Sentence punctuation breaks the word pairs.
                     if matches!(b, b'.' | b',' | b';' | b':' | b'!' | b'?' | b'\n') {
@@ -195,13 +186,9 @@ impl TextTokenizer {
                 i += c.len_utf8();
                 c
             };
-            if is_invisible(c) {
-                continue;
-            }
             if is_cjk(c) {
                 if !self.word.is_empty() {
-                    self.flush_word(word_ascii, kind, sink);
-                    word_ascii = true;
+                    self.flush_word(kind, sink);
                 }
                 if let Some(p) = cjk_prev {
                     let mut buf = [0u8; 8];
@@ -220,18 +207,16 @@ impl TextTokenizer {
                 cjk_len = 0;
             }
             if c.is_alphanumeric() {
-                word_ascii = false;
                 self.word.push(c);
             } else if !self.word.is_empty() {
-                self.flush_word(word_ascii, kind, sink);
-                word_ascii = true;
+                self.flush_word(kind, sink);
             }
         }
         if cjk_len > 0 {
             Self::end_cjk(cjk_prev, cjk_len, sink);
         }
         if !self.word.is_empty() {
-            self.flush_word(word_ascii, kind, sink);
+            self.flush_word(kind, sink);
         }
     }
 
@@ -246,34 +231,7 @@ impl TextTokenizer {
         }
     }
 
-    fn flush_word(&mut self, ascii: bool, kind: Kind, sink: &mut dyn Sink) {
-        if !ascii {
-            self.norm.clear();
-            let quick = unicode_normalization::is_nfkc_quick(self.word.chars());
-            let push = |c: char, norm: &mut String| {
-                if is_invisible(c) {
-                    return;
-                }
-                if c.is_ascii() {
-                    norm.push(c.to_ascii_lowercase());
-                    return;
-                }
-                for l in c.to_lowercase() {
-                    // One form for the Greek sigma.
-                    norm.push(if l == 'ς' { 'σ' } else { l });
-                }
-            };
-            if quick == unicode_normalization::IsNormalized::Yes {
-                for c in self.word.chars() {
-                    push(c, &mut self.norm);
-                }
-            } else {
-                for c in self.word.nfkc() {
-                    push(c, &mut self.norm);
-                }
-            }
-            std::mem::swap(&mut self.word, &mut self.norm);
-        }
+    fn flush_word(&mut self, kind: Kind, sink: &mut dyn Sink) {
         let word: &str = &self.word;
         // Single letters carry no signal (single CJK characters are handled
         // with the CJK runs).
@@ -301,136 +259,28 @@ impl TextTokenizer {
     }
 }
 
-/// Drops a leading mbox `From ` separator line, which a milter never sees.
-pub fn strip_mbox_from(raw: &[u8]) -> &[u8] {
-    if raw.starts_with(b"From ") {
-        match raw.iter().position(|&b| b == b'\n') {
-            Some(i) => &raw[i + 1..],
-            None => &[],
-        }
-    } else {
-        raw
-    }
-}
-
-/// Parses raw bytes (never fails: unparsable input yields no features).
-pub fn parse(raw: &[u8]) -> Option<Message<'_>> {
-    MessageParser::default().parse(strip_mbox_from(raw))
-}
-
-/// Host part of every `http://` / `https://` URL in `text` (found by their
-/// `://`, which is rare in prose).
-pub fn url_hosts(text: &str, mut f: impl FnMut(&str)) {
-    let bytes = text.as_bytes();
-    let mut from = 0;
-    while let Some(i) = bytes[from..].iter().position(|&b| b == b':') {
-        let colon = from + i;
-        from = colon + 1;
-        if !bytes[colon..].starts_with(b"://") {
-            continue;
-        }
-        let scheme_ok =
-            |n: usize, s: &[u8]| colon >= n && bytes[colon - n..colon].eq_ignore_ascii_case(s);
-        if !(scheme_ok(4, b"http") || scheme_ok(5, b"https")) {
-            continue;
-        }
-        let hs = colon + 3;
-        let mut he = hs;
-        while he < bytes.len()
-            && (bytes[he].is_ascii_alphanumeric() || bytes[he] == b'.' || bytes[he] == b'-')
-            && he - hs < 255
-        {
-            he += 1;
-        }
-        if he > hs {
-            f(&text[hs..he]);
-        }
-        from = he;
-    }
-}
-
-/// Case-insensitive search for an ASCII needle.
-fn find_ci(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    let first = needle.first()?.to_ascii_lowercase();
-    let mut from = 0;
-    while let Some(i) = hay[from..]
-        .iter()
-        .position(|&b| b.to_ascii_lowercase() == first)
-    {
-        let at = from + i;
-        if hay.len() - at < needle.len() {
-            return None;
-        }
-        if hay[at..at + needle.len()].eq_ignore_ascii_case(needle) {
-            return Some(at);
-        }
-        from = at + 1;
-    }
-    None
-}
-
-/// Removes HTML tags, comments, `<style>`/`<script>` content and decodes the
-/// few entities that matter for words; good enough for token statistics.
-pub fn strip_tags(html: &str) -> String {
-    let mut out = String::with_capacity(html.len() / 2);
-    let mut rest = html;
-    while let Some(lt) = rest.find('<') {
-        out.push_str(&rest[..lt]);
-        let after = &rest[lt..];
-        let lower_head: String = after
-            .chars()
-            .take(8)
-            .flat_map(|c| c.to_lowercase())
-            .collect();
-        let end = if after.starts_with("<!--") {
-            after.find("-->").map(|e| e + 3)
-        } else if lower_head.starts_with("<style") || lower_head.starts_with("<script") {
-            let close = if lower_head.starts_with("<style") {
-                "</style"
-            } else {
-                "</script"
-            };
-            find_ci(after.as_bytes(), close.as_bytes())
-                .and_then(|e| after[e..].find('>').map(|g| e + g + 1))
-        } else {
-            after.find('>').map(|e| e + 1)
-        };
-        match end {
-            Some(e) => {
-                out.push(' ');
-                rest = &after[e..];
-            }
-            None => {
-                rest = "";
-            }
-        }
-    }
-    out.push_str(rest);
-    out.replace("&nbsp;", " ")
-        .replace("&amp;", "&")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
+/// A parsed message as the classifier reads it: the facts of the parse and
+/// its subject and body text normalised like the keyword rules' text.
+#[derive(Clone, Copy)]
+pub struct View<'a> {
+    pub msg: &'a ParsedMessage,
+    /// `normalize(subject)`.
+    pub subject: &'a str,
+    /// `normalize(msg.text)`.
+    pub body: &'a str,
 }
 
 /// Every feature of a parsed message.
-pub fn message_features(msg: &Message<'_>, bigrams: bool, sink: &mut dyn Sink) {
+pub fn message_features(view: View<'_>, bigrams: bool, sink: &mut dyn Sink) {
+    let msg = view.msg;
     let mut tok = TextTokenizer::new(bigrams);
-    if let Some(subject) = msg.subject() {
-        tok.run(subject, Kind::Subject, 500, sink);
+    tok.run(view.subject, Kind::Subject, 500, sink);
+    if let Some(d) = msg.from.as_ref().and_then(|f| f.domain()) {
+        sink.feature(hash(Kind::FromDomain, &d), Kind::FromDomain, &|| d.clone());
     }
-    if let Some(addr) = msg.from().and_then(|a| a.first()).and_then(|a| a.address()) {
-        if let Some((_, domain)) = addr.rsplit_once('@') {
-            let d = domain.trim().to_ascii_lowercase();
-            sink.feature(hash(Kind::FromDomain, &d), Kind::FromDomain, &|| d.clone());
-        }
-    }
-    let mailer = msg
-        .header_raw("X-Mailer")
-        .or_else(|| msg.header_raw("User-Agent"));
-    if let Some(m) = mailer {
+    if let Some(m) = msg.x_mailer.as_deref().or(msg.user_agent.as_deref()) {
         // Product name without the version: "Microsoft Outlook 16.0" → "microsoft outlook".
         let name: String = m
-            .trim()
             .split(|c: char| c.is_ascii_digit() || c == '(' || c == '/' || c == '[')
             .next()
             .unwrap_or("")
@@ -440,78 +290,50 @@ pub fn message_features(msg: &Message<'_>, bigrams: bool, sink: &mut dyn Sink) {
             sink.feature(hash(Kind::Mailer, &name), Kind::Mailer, &|| name.clone());
         }
     }
-    let mut budget = MAX_BODY_BYTES;
-    let html_only = msg.text_body_count() > 0
-        && msg
-            .text_part(0)
-            .is_some_and(|p| matches!(p.body, mail_parser::PartType::Html(_)));
-    let shape = if html_only {
-        "html-only"
-    } else if msg.html_body_count() > 0 {
-        "text+html"
-    } else {
-        "text"
+    let shape = match (msg.has_text_part, msg.has_html_part) {
+        (false, true) => "html-only",
+        (true, true) => "text+html",
+        _ => "text",
     };
     sink.feature(hash(Kind::BodyType, shape), Kind::BodyType, &|| {
         shape.into()
     });
-    for i in 0..msg.text_body_count() {
-        if budget == 0 {
-            break;
-        }
-        let Some(part) = msg.text_part(i as u32) else {
-            continue;
-        };
-        let text = match &part.body {
-            mail_parser::PartType::Text(t) => {
-                url_hosts(t, |h| host_feature(h, sink));
-                std::borrow::Cow::Borrowed(t.as_ref())
-            }
-            mail_parser::PartType::Html(h) => {
-                url_hosts(h, |host| host_feature(host, sink));
-                std::borrow::Cow::Owned(strip_tags(h))
-            }
-            _ => continue,
-        };
-        let n = text.len().min(budget);
-        tok.run(&text, Kind::Word, budget, sink);
-        budget = budget.saturating_sub(n);
-    }
-    for part in msg.attachments() {
-        if let Some(name) = part.attachment_name() {
-            if let Some((_, ext)) = name.rsplit_once('.') {
-                let e = ext.trim().to_ascii_lowercase();
-                if !e.is_empty() && e.len() <= 10 {
-                    sink.feature(hash(Kind::AttachExt, &e), Kind::AttachExt, &|| e.clone());
-                }
-            }
-        }
-        if let Some(ct) = part.content_type() {
-            let t = format!(
-                "{}/{}",
-                ct.ctype().to_ascii_lowercase(),
-                ct.subtype().unwrap_or("").to_ascii_lowercase()
-            );
-            sink.feature(hash(Kind::AttachType, &t), Kind::AttachType, &|| t.clone());
+    tok.run(view.body, Kind::Word, MAX_BODY_BYTES, sink);
+    for url in &msg.urls {
+        if !url.host.is_empty() {
+            let h = url.host.as_str();
+            sink.feature(hash(Kind::UrlHost, h), Kind::UrlHost, &|| h.to_owned());
         }
     }
-}
-
-fn host_feature(host: &str, sink: &mut dyn Sink) {
-    let h = host.trim_end_matches('.').to_ascii_lowercase();
-    sink.feature(hash(Kind::UrlHost, &h), Kind::UrlHost, &|| h.clone());
+    for a in &msg.attachments {
+        if let Some((_, ext)) = a.name.as_deref().and_then(|n| n.rsplit_once('.')) {
+            let e = ext.trim().to_ascii_lowercase();
+            if !e.is_empty() && e.len() <= 10 {
+                sink.feature(hash(Kind::AttachExt, &e), Kind::AttachExt, &|| e.clone());
+            }
+        }
+        if let Some(t) = a.declared_type.as_deref() {
+            sink.feature(hash(Kind::AttachType, t), Kind::AttachType, &|| {
+                t.to_owned()
+            });
+        }
+    }
 }
 
 /// Features of a piece of text as `(kind prefix + token)` strings, for tests
-/// and for explaining what the classifier sees.
+/// and for explaining what the classifier sees. The text is normalised
+/// first, as the message body is.
 pub fn text_tokens(text: &str, bigrams: bool) -> Vec<String> {
     let mut out = Vec::new();
     let mut tok = TextTokenizer::new(bigrams);
-    tok.run(text, Kind::Word, usize::MAX, &mut |_h: u64,
-                                                kind: Kind,
-                                                t: &dyn Fn()
-        -> String| {
-        out.push(format!("{}{}", kind.prefix(), t()))
-    });
+    let text = normalize(text);
+    tok.run(
+        &text,
+        Kind::Word,
+        usize::MAX,
+        &mut |_h: u64, kind: Kind, t: &dyn Fn() -> String| {
+            out.push(format!("{}{}", kind.prefix(), t()))
+        },
+    );
     out
 }

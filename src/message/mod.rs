@@ -87,6 +87,9 @@ pub struct Attachment {
 #[derive(Debug, Clone, Default)]
 pub struct ParsedMessage {
     pub size: usize,
+    /// The MIME parser found no message at all (no header, no body);
+    /// `text` then holds the raw bytes.
+    pub unparsed: bool,
     /// Why the message is not well-formed (empty when it is).
     pub malformed: Vec<String>,
     /// Which limit cut the analysis short (empty when none did).
@@ -105,6 +108,7 @@ pub struct ParsedMessage {
     pub date: Option<String>,
     pub date_raw: Option<String>,
     pub x_mailer: Option<String>,
+    pub user_agent: Option<String>,
     pub list_unsubscribe: Option<String>,
     /// Visible body text: text/plain parts, and HTML rendered to text when a
     /// part has no plain alternative.
@@ -149,6 +153,7 @@ pub fn parse_with(raw: &[u8], limits: &Limits) -> ParsedMessage {
     }
     let parser = MessageParser::default();
     let Some(message) = parser.parse(raw) else {
+        out.unparsed = true;
         out.malformed.push("MIME parser found no message".into());
         let text = String::from_utf8_lossy(&raw[..raw.len().min(limits.max_text_bytes)]);
         out.text = text.into_owned();
@@ -241,6 +246,9 @@ fn headers(message: &mail_parser::Message<'_>, out: &mut ParsedMessage) {
     out.date = message.date().map(|d| d.to_rfc3339());
     out.date_raw = message.header_raw("Date").map(|v| v.trim().to_string());
     out.x_mailer = message.header_raw("X-Mailer").map(|v| v.trim().to_string());
+    out.user_agent = message
+        .header_raw("User-Agent")
+        .map(|v| v.trim().to_string());
     out.list_unsubscribe = message
         .header_raw("List-Unsubscribe")
         .map(|v| v.trim().to_string());

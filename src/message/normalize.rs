@@ -67,8 +67,10 @@ impl Normalized {
                 continue;
             }
             // Han ideographs are stable under NFKD and have no case: the bulk
-            // of Chinese text takes this shortcut.
-            if matches!(c as u32, 0x4E00..=0x9FFF | 0x3400..=0x4DBF) {
+            // of Chinese text takes this shortcut. Hangul syllables stay
+            // precomposed (NFKD would split them into jamo), so a Korean
+            // word keeps its syllables.
+            if matches!(c as u32, 0x4E00..=0x9FFF | 0x3400..=0x4DBF | 0xAC00..=0xD7A3) {
                 text.push(c);
                 origin.extend_from_slice(&[at; 3][..c.len_utf8()]);
                 last_space = false;
@@ -157,6 +159,7 @@ mod tests {
         assert_eq!(normalize("ПРИВЕТ"), "привет");
         assert_eq!(normalize("Félicitations"), "felicitations");
         assert_eq!(normalize("λόγος"), "λογοσ");
+        assert_eq!(normalize("무료 쿠폰"), "무료 쿠폰");
     }
 
     #[test]

@@ -228,8 +228,7 @@ impl Scanner {
         outcome.envelope = EnvelopeShown::of(&envelope);
         let started = Instant::now();
         let scored = catch_unwind(AssertUnwindSafe(|| {
-            let external = self.pipeline.classifier_symbols(&raw);
-            let report = self.engine.scan_with(&envelope, &raw, &external);
+            let report = self.pipeline.scan_content(&envelope, &raw, &[]);
             let threshold = self.engine.reject_score_for(&envelope);
             let verdict = self.pipeline.verdict_at(&report, threshold, "-");
             let tier = self.tiers.as_ref().and_then(|tiers| {

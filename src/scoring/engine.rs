@@ -8,9 +8,10 @@
 //!
 //! # Symbols from outside the rules
 //! Facts the rules cannot compute (SPF verdicts and sender-identity checks
-//! gathered asynchronously by the pipeline, a classifier later) enter through
-//! [`Engine::scan_with`] as [`ExternalSymbol`]s. Their names must be declared
-//! in `scores/symbols.toml` with `external = true`, which gives them a group
+//! gathered asynchronously by the pipeline) enter through
+//! [`Engine::scan_with`] as [`ExternalSymbol`]s; symbols computed from the
+//! engine's own parse (the classifier's) through [`Engine::scan_content`].
+//! Their names must be declared in `scores/symbols.toml` with `external = true`, which gives them a group
 //! and a weight like any other symbol; `SPF_*`, `DMARC_*`, `FROM_MAILFROM_MISALIGNED`
 //! and `LOGIN_*` are declared in group `identity`. An undeclared name does not
 //! fail the scan: it shows up as `EXTERNAL_SYMBOL_UNKNOWN` with no score and a
@@ -169,30 +170,74 @@ impl Engine {
         raw: &[u8],
         external: &[ExternalSymbol],
     ) -> ScanReport {
+        self.scan_content(envelope, raw, external, |_| Vec::new())
+    }
+
+    /// Score one message, parsed once: `content` gets the parse and its
+    /// normalised text (the rules' [`Context`]) and returns more external
+    /// symbols computed from it (the classifier's), which are weighed with
+    /// `external`. Never fails.
+    pub fn scan_content(
+        &self,
+        envelope: &Envelope,
+        raw: &[u8],
+        external: &[ExternalSymbol],
+        content: impl FnOnce(&Context<'_>) -> Vec<ExternalSymbol>,
+    ) -> ScanReport {
         let started = Instant::now();
-        let msg = message::parse_with(raw, &self.limits);
-        let parsed = Instant::now();
-        let hits = self.rules(raw, &msg);
-        let mut report = self.weigh(envelope, hits, external);
-        report.message = summary(&msg);
-        let done = Instant::now();
+        let msg = self.parse(raw);
+        let parse_us = started.elapsed().as_micros() as u64;
+        let mut report = self.scan_parsed(envelope, raw, &msg, external, content);
+        report.timings.parse_us = parse_us;
+        report.timings.total_us += parse_us;
+        report
+    }
+
+    /// Parse a message within the engine's limits.
+    pub fn parse(&self, raw: &[u8]) -> ParsedMessage {
+        message::parse_with(raw, &self.limits)
+    }
+
+    /// Score an already parsed message (`raw` is what it was parsed from):
+    /// the rules and `content` (see [`Engine::scan_content`]) share one
+    /// normalisation of its text. Never fails.
+    pub fn scan_parsed(
+        &self,
+        envelope: &Envelope,
+        raw: &[u8],
+        msg: &ParsedMessage,
+        external: &[ExternalSymbol],
+        content: impl FnOnce(&Context<'_>) -> Vec<ExternalSymbol>,
+    ) -> ScanReport {
+        let started = Instant::now();
+        let ctx = Context::new(msg);
+        let mut symbols = external.to_vec();
+        symbols.extend(content(&ctx));
+        let hits = self.rules_in(raw, &ctx);
+        let mut report = self.weigh(envelope, hits, &symbols);
+        report.message = summary(msg);
+        let rules_us = started.elapsed().as_micros() as u64;
         report.timings = Timings {
-            parse_us: (parsed - started).as_micros() as u64,
-            rules_us: (done - parsed).as_micros() as u64,
-            total_us: (done - started).as_micros() as u64,
+            parse_us: 0,
+            rules_us,
+            total_us: rules_us,
         };
         report
     }
 
     /// Run every rule over a parsed message.
     pub fn rules(&self, raw: &[u8], msg: &ParsedMessage) -> Hits {
+        self.rules_in(raw, &Context::new(msg))
+    }
+
+    fn rules_in(&self, raw: &[u8], ctx: &Context<'_>) -> Hits {
         let c = &self.inner;
+        let msg = ctx.msg;
         let mut hits = Hits::default();
         c.structure.check(raw, msg, &mut hits);
         c.attachments.check(&msg.attachments, &mut hits);
-        let ctx = Context::new(msg);
-        c.keywords.check(&ctx, &mut hits);
-        c.regex.check(&ctx, &mut hits);
+        c.keywords.check(ctx, &mut hits);
+        c.regex.check(ctx, &mut hits);
         hits
     }
 
