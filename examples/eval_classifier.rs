@@ -100,7 +100,9 @@ fn main() {
         scored.len()
     );
     symbol_rates(&scored);
-    let modes: [(&str, fn(f64, u32) -> f64); 3] = [
+    // How a message's (sum of weights, informative features) become a score.
+    type Mode = (&'static str, fn(f64, u32) -> f64);
+    let modes: [Mode; 3] = [
         ("sum/sqrt(n) [shipped]", |s, n| probability(s, n)),
         ("sum", |s, _| s),
         ("mean", |s, n| s / n.max(1) as f64),
