@@ -66,7 +66,11 @@ fn message_5k(seed: u64) -> Vec<u8> {
             .wrapping_mul(6_364_136_223_846_793_005)
             .wrapping_add(1_442_695_040_888_963_407);
         text.push_str(WORDS[(x >> 33) as usize % WORDS.len()]);
-        text.push(if (x >> 20).is_multiple_of(11) { '.' } else { ' ' });
+        text.push(if (x >> 20).is_multiple_of(11) {
+            '.'
+        } else {
+            ' '
+        });
     }
     text.push_str(" 请点击链接确认您的账户信息 https://secure-login.example.com/verify?id=42 ");
     let html = format!(

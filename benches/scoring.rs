@@ -4,7 +4,7 @@
 //! keyword automaton, Hyperscan and the pure-Rust regex-set fallback.
 //!
 //! `cargo bench --bench scoring` (corpus: `$OUTSCORE_CORPUS`, default
-//! /work/shared/corpus; a built-in sample is used when it is missing).
+//! ../shared/corpus beside the checkout; a built-in sample is used when it is missing).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,7 +24,8 @@ use outscore::scoring::Engine;
 /// Every 8th corpus message (about 1,150), so a run stays short.
 fn sample() -> Vec<Vec<u8>> {
     let dir = PathBuf::from(
-        std::env::var("OUTSCORE_CORPUS").unwrap_or_else(|_| "/work/shared/corpus".into()),
+        std::env::var("OUTSCORE_CORPUS")
+            .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus").into()),
     );
     let Ok(manifest) = std::fs::read_to_string(dir.join("MANIFEST.tsv")) else {
         return vec![

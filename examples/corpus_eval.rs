@@ -25,7 +25,7 @@ fn main() {
         args.iter()
             .find(|a| std::path::Path::new(a).is_dir())
             .cloned()
-            .unwrap_or_else(|| "/work/shared/corpus".into()),
+            .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus").into()),
     );
     let show_fp = args.iter().any(|a| a == "--show-fp");
     let show_fn: usize = args

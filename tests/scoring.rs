@@ -94,7 +94,10 @@ fn ordinary_mail_scores_low() {
 
 #[test]
 fn seed_chinese_keyword_line_is_spam() {
-    let seed = "/work/shared/seeds/003_3b272f0592daea86.txt";
+    let seed = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/seeds/003_3b272f0592daea86.txt"
+    );
     let line = std::fs::read_to_string(seed)
         .map(|t| t.lines().next().unwrap_or("").to_string())
         .unwrap_or_else(|_| {

@@ -304,38 +304,6 @@ pub fn self_service_check(
     Ok(())
 }
 
-/// Unblock a suspended account. The customer may do it once per
-/// `rule.self_service_every` (counted from the last unblock of any kind),
-/// never for a tier that is not self-service; the abuse team always can,
-/// with a reason ([`lift`]). A password-reset block is lifted by
-/// [`reset_done`], or by the abuse team here.
-#[allow(clippy::too_many_arguments)]
-pub fn unblock(
-    account: &str,
-    current: &AccountStatus,
-    earlier: &[UnblockRecord],
-    by: &Actor,
-    reason: Option<&str>,
-    self_service_tier: impl Fn(Tier) -> bool,
-    rule: UnblockRule,
-    now: DateTime<Utc>,
-) -> Result<Transition, TransitionError> {
-    match by {
-        Actor::Abuse(_) => lift(account, current, by, reason, now),
-        Actor::Customer(_) => self_service_unblock(
-            account,
-            current,
-            earlier,
-            by,
-            reason,
-            self_service_tier,
-            rule,
-            now,
-        ),
-        Actor::System => Err(TransitionError::NotAllowed),
-    }
-}
-
 /// An unblock under the self-service rule ([`self_service_check`]),
 /// recorded as self-service: asked by the customer, or by the abuse team
 /// on the customer's behalf.

@@ -36,8 +36,8 @@ use crate::config::{AccountsConfig, Config, ConfigError, ConfigErrors, LimitsCon
 use crate::milter::{Decision, SmtpReply};
 
 pub use account::{
-    apply_tier, lift, reset_done, self_service_check, self_service_unblock, suspend, unblock,
-    AccountStatus, Actor, AuditEntry, Transition, TransitionError, UnblockRecord, UnblockRule,
+    apply_tier, lift, reset_done, self_service_check, self_service_unblock, suspend, AccountStatus,
+    Actor, AuditEntry, Transition, TransitionError, UnblockRecord, UnblockRule,
 };
 pub use directory::{AccountEntry, Directory, Sensitivity};
 pub use history::AccountFacts;
@@ -422,7 +422,8 @@ impl Policy {
         }
     }
 
-    /// The customer or the abuse team unblocks (90-day rule applied).
+    /// The customer unblocks under the self-service rule; the abuse team
+    /// lifts the block.
     pub fn unblock(
         &self,
         facts: &AccountFacts,
@@ -430,18 +431,10 @@ impl Policy {
         reason: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<(Transition, Event), TransitionError> {
-        let t = unblock(
-            &facts.account,
-            &facts.status,
-            &facts.unblocks,
-            by,
-            reason,
-            |tier| self.tiers.info(tier).self_service,
-            self.unblock_rule,
-            now,
-        )?;
-        let event = self.event("unblocked", facts, &t, now);
-        Ok((t, event))
+        match by {
+            Actor::Abuse(_) => self.lift(facts, by, reason, now),
+            _ => self.self_service_unblock(facts, by, reason, now),
+        }
     }
 
     /// Whether the account may be unblocked by self-service now (the
