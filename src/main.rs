@@ -1270,6 +1270,10 @@ async fn serve(config: Config, engine: Engine) -> anyhow::Result<()> {
         store::spawn_writer(store.clone(), &config).context("cannot start the report writer")?;
     let purger = store::spawn_purger(store.clone(), &config);
     let policy = Policy::from_config(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // The accounts directory's per-login sensitivity moves the engine's
+    // threshold; a rules reload keeps it.
+    let account_levels = policy.directory.sensitivities();
+    let engine = engine.with_account_sensitivity(account_levels.clone());
     let notifier = Arc::new(
         outscore::notify::Notifier::new(
             config.notify.clone(),
@@ -1312,7 +1316,12 @@ async fn serve(config: Config, engine: Engine) -> anyhow::Result<()> {
         .with_classifier(classifier),
     );
     let shutdown = CancellationToken::new();
-    spawn_signal_handlers(shutdown.clone(), pipeline.clone(), config.clone())?;
+    spawn_signal_handlers(
+        shutdown.clone(),
+        pipeline.clone(),
+        config.clone(),
+        account_levels,
+    )?;
     let http = if config.http.enabled {
         // The pipeline's own enforcer: an abuse-team action is seen by the
         // very next MAIL FROM (one facts cache) and notifies like any other.
@@ -1367,6 +1376,7 @@ fn spawn_signal_handlers(
     shutdown: CancellationToken,
     pipeline: Arc<Pipeline>,
     config: Config,
+    account_levels: std::collections::HashMap<String, outscore::policy::Sensitivity>,
 ) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
@@ -1379,7 +1389,10 @@ fn spawn_signal_handlers(
                 _ = int.recv() => { info!("SIGINT: shutting down"); break; }
                 _ = hup.recv() => {
                     match load_engine(&config) {
-                        Ok(engine) => { pipeline.replace_engine(engine); info!("SIGHUP: rules reloaded"); }
+                        Ok(engine) => {
+                            pipeline.replace_engine(engine.with_account_sensitivity(account_levels.clone()));
+                            info!("SIGHUP: rules reloaded");
+                        }
                         Err(errors) => warn!(errors = %errors, "SIGHUP: reload failed; keeping the rules in force"),
                     }
                     match outscore::classifier::load_model(&config.data_dir) {

@@ -339,6 +339,25 @@ fn whitelist_mutes_content_but_reports_it() {
         &vec!["strict.example in actions.toml: refused at 10".to_string()]
     );
     assert_eq!(engine.reject_score_for(&other), 15.0);
+
+    // The accounts directory's level for a login comes first: joe is
+    // "low" there although his domain is "high" in actions.toml.
+    let csv = "login,contact,sensitivity\njoe@strict.example,,low\nann@strict.example,,\n";
+    let directory = outscore::policy::Directory::parse_csv("accounts.csv", csv).unwrap();
+    let engine = engine.with_account_sensitivity(directory.sensitivities());
+    assert_eq!(engine.reject_score_for(&strict), 20.0);
+    let relaxed_report = engine.scan(&strict, &spam);
+    let ev = &relaxed_report.symbol("SENSITIVITY_LOW").unwrap().evidence;
+    assert_eq!(
+        ev,
+        &vec!["joe@strict.example in the accounts directory: refused at 20".to_string()]
+    );
+    // A login listed without a level keeps the actions.toml one.
+    let ann = Envelope {
+        auth_login: Some("ann@strict.example".into()),
+        ..Default::default()
+    };
+    assert_eq!(engine.reject_score_for(&ann), 10.0);
 }
 
 #[test]

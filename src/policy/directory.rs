@@ -8,16 +8,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::envelope::domain_of;
-
-/// Anti-spam sensitivity of an account (moves the reject threshold).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Sensitivity {
-    Low,
-    #[default]
-    Medium,
-    High,
-}
+/// Anti-spam sensitivity of an account: the same levels as
+/// `scores/actions.toml`, whose thresholds they select.
+pub use crate::scoring::scores::Sensitivity;
 
 /// One account of the directory.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,7 +20,9 @@ pub struct AccountEntry {
     /// Where suspension notices go.
     pub contact: Option<String>,
     pub domain: Option<String>,
-    pub sensitivity: Sensitivity,
+    /// Moves the account's reject threshold (`scores/actions.toml` levels);
+    /// `None` leaves it to `[sensitivity.senders]` there.
+    pub sensitivity: Option<Sensitivity>,
     pub max_rcpts_per_message: Option<u64>,
     pub daily_external_rcpts: Option<u64>,
     pub max_messages: Option<u64>,
@@ -103,6 +98,14 @@ impl Directory {
 
     pub fn is_empty(&self) -> bool {
         self.accounts.is_empty()
+    }
+
+    /// Logins whose sensitivity the directory sets, for the scoring engine.
+    pub fn sensitivities(&self) -> std::collections::HashMap<String, Sensitivity> {
+        self.accounts
+            .iter()
+            .filter_map(|(login, e)| e.sensitivity.map(|s| (login.clone(), s)))
+            .collect()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &AccountEntry> {
@@ -185,9 +188,9 @@ impl Directory {
                     }
                     "domain" => entry.domain = Some(value.to_ascii_lowercase()),
                     "sensitivity" => match value.to_ascii_lowercase().as_str() {
-                        "low" => entry.sensitivity = Sensitivity::Low,
-                        "medium" => entry.sensitivity = Sensitivity::Medium,
-                        "high" => entry.sensitivity = Sensitivity::High,
+                        "low" => entry.sensitivity = Some(Sensitivity::Low),
+                        "medium" => entry.sensitivity = Some(Sensitivity::Medium),
+                        "high" => entry.sensitivity = Some(Sensitivity::High),
                         _ => err(format!("sensitivity {value:?} (want low, medium or high)")),
                     },
                     "max_rcpts_per_message" => match number(value) {
@@ -263,14 +266,14 @@ mod tests {
         let a = d.get("alice@example.com");
         assert_eq!(a.contact.as_deref(), Some("owner@example.net"));
         assert_eq!(a.domain.as_deref(), Some("example.com"));
-        assert_eq!(a.sensitivity, Sensitivity::High);
+        assert_eq!(a.sensitivity, Some(Sensitivity::High));
         assert_eq!(a.daily_external_rcpts, Some(500));
         assert!(a.may_send_as("sales@example.com"));
         assert!(a.may_send_as("x@shop.example.com"));
         assert!(!a.may_send_as("x@evil.example"));
         let u = d.get("carol@example.org");
         assert_eq!(u.contact.as_deref(), Some("carol@example.org"));
-        assert_eq!(u.sensitivity, Sensitivity::Medium);
+        assert_eq!(u.sensitivity, None);
     }
 
     #[test]

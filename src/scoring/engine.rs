@@ -78,6 +78,9 @@ impl ExternalSymbol {
 pub struct Engine {
     inner: Arc<Compiled>,
     limits: Limits,
+    /// Per-login sensitivity from the accounts directory; it comes before
+    /// `[sensitivity.senders]` of `actions.toml`.
+    accounts: Arc<HashMap<String, Sensitivity>>,
 }
 
 impl fmt::Debug for Engine {
@@ -108,6 +111,7 @@ impl Engine {
         Engine {
             inner: inner.clone(),
             limits: Limits::default(),
+            accounts: Arc::default(),
         }
     }
 
@@ -119,6 +123,7 @@ impl Engine {
         Ok(Engine {
             inner: Arc::new(compiled),
             limits: Limits::default(),
+            accounts: Arc::default(),
         })
     }
 
@@ -134,12 +139,33 @@ impl Engine {
         self.inner.actions.threshold(self.sensitivity(envelope).0)
     }
 
-    /// The sender's level and the key (address or domain) that set it.
+    /// The sensitivity of SASL logins set by the accounts directory (lower
+    /// case login → level); it takes precedence over `actions.toml`.
+    pub fn with_account_sensitivity(mut self, levels: HashMap<String, Sensitivity>) -> Engine {
+        self.accounts = Arc::new(levels);
+        self
+    }
+
+    /// The sender's level and where it was set: the accounts directory's
+    /// level for the login first, then `[sensitivity.senders]` (by login,
+    /// address or domain).
     fn sensitivity(&self, envelope: &Envelope) -> (Sensitivity, Option<String>) {
+        let login = envelope
+            .auth_login
+            .as_deref()
+            .map(|l| l.trim().to_lowercase());
+        if let Some((login, level)) = login.and_then(|l| self.accounts.get(&l).map(|s| (l, *s))) {
+            return (level, Some(format!("{login} in the accounts directory")));
+        }
         let actions = &self.inner.actions;
         sender_keys(envelope)
             .into_iter()
-            .find_map(|k| actions.senders.get(&k).map(|l| (*l, Some(k))))
+            .find_map(|k| {
+                actions
+                    .senders
+                    .get(&k)
+                    .map(|l| (*l, Some(format!("{k} in actions.toml"))))
+            })
             .unwrap_or((Sensitivity::Medium, None))
     }
 
@@ -273,10 +299,7 @@ impl Engine {
             hits.add(
                 name,
                 1.0,
-                format!(
-                    "{} in actions.toml: refused at {threshold}",
-                    who.unwrap_or_default()
-                ),
+                format!("{}: refused at {threshold}", who.unwrap_or_default()),
             );
         }
         let whitelisted = self.whitelisted(envelope);

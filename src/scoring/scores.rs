@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{line_of, ConfigError, ConfigErrors};
 use crate::rules::attachments::AttachmentPolicy;
@@ -242,7 +242,7 @@ pub struct GroupDef {
 }
 
 /// Sensitivity level of a sender.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Sensitivity {
     Low,
