@@ -1,9 +1,12 @@
 //! The content classifier: tokenizer per script, learning, the model file and
 //! `outscore train` through the real binary.
 
+mod classifier_support;
+
 use std::path::Path;
 use std::process::Command;
 
+use classifier_support::message;
 use outscore::classifier::tokenize::text_tokens;
 use outscore::classifier::{
     symbols, Classifier, Model, ModelError, Verdict, BAYES_HAM, BAYES_SPAM, MIN_LEARNED,
@@ -65,23 +68,6 @@ fn word_pairs_are_emitted_within_a_sentence_only() {
     );
 }
 
-/// A deterministic synthetic message drawn from a vocabulary.
-fn message(vocab: &[&str], n: usize, subject: &str) -> Vec<u8> {
-    let mut body = String::new();
-    let mut x = n as u64 * 2_654_435_761 + 7;
-    for i in 0..60 {
-        x = x
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        body.push_str(vocab[(x >> 33) as usize % vocab.len()]);
-        body.push(if i % 12 == 11 { '\n' } else { ' ' });
-    }
-    format!(
-        "From: a{n}@example.net\r\nTo: b@example.org\r\nSubject: {subject} {n}\r\n\r\n{body}\r\n"
-    )
-    .into_bytes()
-}
-
 const SPAM: &[&str] = &[
     "viagra",
     "cheap",
@@ -107,13 +93,7 @@ const HAM: &[&str] = &[
 ];
 
 fn trained() -> Classifier {
-    let mut c = Classifier::new(Model::new(16, true));
-    for n in 0..MIN_LEARNED as usize + 10 {
-        assert!(c.add(&message(SPAM, n, "Win big"), true));
-        assert!(c.add(&message(HAM, n, "Weekly sync"), false));
-    }
-    c.finish();
-    c
+    classifier_support::trained(SPAM, HAM)
 }
 
 #[test]

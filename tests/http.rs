@@ -8,16 +8,18 @@
 
 #[macro_use]
 mod store_support;
+mod http_support;
+
+use http_support::{form, page, send};
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::http::{header, Method, Request, StatusCode};
+use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use chrono::{Duration, Utc};
-use http_body_util::BodyExt;
 use outscore::config::NotifyConfig;
 use outscore::envelope::Envelope;
 use outscore::http::auth::{hash_secret, UserRecord};
@@ -33,7 +35,6 @@ use outscore::store::{
 };
 use serde_json::{json, Value};
 use store_support::*;
-use tower::ServiceExt;
 
 both_backends!(
     probes_and_metrics_need_no_credential,
@@ -137,14 +138,6 @@ async fn seed(store: &Store) -> (String, String) {
     reports.extend((10..16).map(|n| ham(n, "carol@example.com")));
     store.insert_reports(&reports).await.unwrap();
     ids
-}
-
-async fn send(app: &Router, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, String) {
-    let res = app.clone().oneshot(req).await.unwrap();
-    let status = res.status();
-    let headers = res.headers().clone();
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    (status, headers, String::from_utf8_lossy(&body).into_owned())
 }
 
 async fn get(app: &Router, uri: &str, token: Option<&str>) -> (StatusCode, String) {
@@ -1125,35 +1118,6 @@ async fn login(app: &Router, user: &str, password: &str) -> Result<String, Statu
         "{cookie}"
     );
     Ok(cookie.split(';').next().unwrap().to_string())
-}
-
-async fn page(app: &Router, uri: &str, cookie: &str) -> (StatusCode, String) {
-    let req = Request::get(uri)
-        .header(header::COOKIE, cookie)
-        .body(Body::empty())
-        .unwrap();
-    let (s, _, b) = send(app, req).await;
-    (s, b)
-}
-
-async fn form(
-    app: &Router,
-    uri: &str,
-    cookie: &str,
-    body: &str,
-    origin: Option<&str>,
-) -> (StatusCode, String) {
-    let mut req = Request::builder()
-        .method(Method::POST)
-        .uri(uri)
-        .header(header::COOKIE, cookie)
-        .header(header::HOST, "127.0.0.1:11334")
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
-    if let Some(o) = origin {
-        req = req.header(header::ORIGIN, o);
-    }
-    let (s, _, b) = send(app, req.body(Body::from(body.to_string())).unwrap()).await;
-    (s, b)
 }
 
 async fn pages_log_in_list_open_and_unblock(store: &Store) {

@@ -6,16 +6,20 @@
 
 #[macro_use]
 mod store_support;
+mod classifier_support;
+mod http_support;
+
+use classifier_support::message;
+use http_support::{form, page, send};
 
 use std::process::Command;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::{header, Method, Request, StatusCode};
+use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use chrono::{Duration, Utc};
-use http_body_util::BodyExt;
-use outscore::classifier::{Classifier, Model, MIN_LEARNED, MODEL_FILE};
+use outscore::classifier::{Classifier, Model, MODEL_FILE};
 use outscore::http::auth::{hash_secret, UserRecord};
 use outscore::http::{app, db, AppState, Role};
 use outscore::learn::{LearnRequest, Learner};
@@ -60,32 +64,9 @@ const HAM: &[&str] = &[
     "report", "schedule", "draft", "project", "lunch",
 ];
 
-/// A deterministic synthetic message drawn from a vocabulary.
-fn message(vocab: &[&str], n: usize, subject: &str) -> Vec<u8> {
-    let mut body = String::new();
-    let mut x = n as u64 * 2_654_435_761 + 7;
-    for i in 0..60 {
-        x = x
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        body.push_str(vocab[(x >> 33) as usize % vocab.len()]);
-        body.push(if i % 12 == 11 { '\n' } else { ' ' });
-    }
-    format!(
-        "From: a{n}@example.net\r\nTo: b@example.org\r\nSubject: {subject} {n}\r\n\r\n{body}\r\n"
-    )
-    .into_bytes()
-}
-
 /// A model that has learned enough of both classes to classify.
 fn trained() -> Model {
-    let mut c = Classifier::new(Model::new(16, true));
-    for n in 0..MIN_LEARNED as usize + 10 {
-        assert!(c.add(&message(SPAM, n, "Win big"), true));
-        assert!(c.add(&message(HAM, n, "Weekly sync"), false));
-    }
-    c.finish();
-    c.into_model()
+    classifier_support::trained(SPAM, HAM).into_model()
 }
 
 /// Everything a test drives: data dir with a trained model, the running
@@ -166,20 +147,13 @@ async fn stored(store: &Store, n: usize, raw: Vec<u8>, hours_ago: i64) -> Report
     id
 }
 
-async fn send(app: &Router, req: Request<Body>) -> (StatusCode, String) {
-    let res = app.clone().oneshot(req).await.unwrap();
-    let status = res.status();
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
-}
-
 async fn post_learn(app: &Router, id: &str, token: &str, body: Value) -> (StatusCode, Value) {
     let req = Request::post(format!("/api/v1/reports/{id}/learn"))
         .header(header::AUTHORIZATION, format!("Bearer {token}"))
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(body.to_string()))
         .unwrap();
-    let (s, b) = send(app, req).await;
+    let (s, _, b) = send(app, req).await;
     (s, serde_json::from_str(&b).unwrap_or(Value::Null))
 }
 
@@ -370,33 +344,6 @@ async fn login(app: &Router, user: &str, password: &str) -> String {
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     let cookie = res.headers()[header::SET_COOKIE].to_str().unwrap();
     cookie.split(';').next().unwrap().to_string()
-}
-
-async fn page(app: &Router, uri: &str, cookie: &str) -> (StatusCode, String) {
-    let req = Request::get(uri)
-        .header(header::COOKIE, cookie)
-        .body(Body::empty())
-        .unwrap();
-    send(app, req).await
-}
-
-async fn form(
-    app: &Router,
-    uri: &str,
-    cookie: &str,
-    body: &str,
-    origin: Option<&str>,
-) -> (StatusCode, String) {
-    let mut req = Request::builder()
-        .method(Method::POST)
-        .uri(uri)
-        .header(header::COOKIE, cookie)
-        .header(header::HOST, "127.0.0.1:11334")
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
-    if let Some(o) = origin {
-        req = req.header(header::ORIGIN, o);
-    }
-    send(app, req.body(Body::from(body.to_string())).unwrap()).await
 }
 
 async fn report_page_marks_as_ham_and_says_so(store: &Store) {

@@ -153,6 +153,7 @@ impl Engine {
         let login = envelope
             .auth_login
             .as_deref()
+            .filter(|_| !self.accounts.is_empty())
             .map(|l| l.trim().to_lowercase());
         if let Some((login, level)) = login.and_then(|l| self.accounts.get(&l).map(|s| (l, *s))) {
             return (level, Some(format!("{login} in the accounts directory")));

@@ -1,0 +1,49 @@
+//! Shared by the review-interface test binaries: requests through the
+//! router without sockets (`oneshot`).
+#![allow(dead_code)]
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, Method, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+/// Status, headers and body (as text) of one request.
+pub async fn send(app: &Router, req: Request<Body>) -> (StatusCode, HeaderMap, String) {
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A page fetched with a session cookie.
+pub async fn page(app: &Router, uri: &str, cookie: &str) -> (StatusCode, String) {
+    let req = Request::get(uri)
+        .header(header::COOKIE, cookie)
+        .body(Body::empty())
+        .unwrap();
+    let (s, _, b) = send(app, req).await;
+    (s, b)
+}
+
+/// A page form posted with a session cookie, from `origin` when given.
+pub async fn form(
+    app: &Router,
+    uri: &str,
+    cookie: &str,
+    body: &str,
+    origin: Option<&str>,
+) -> (StatusCode, String) {
+    let mut req = Request::builder()
+        .method(Method::POST)
+        .uri(uri)
+        .header(header::COOKIE, cookie)
+        .header(header::HOST, "127.0.0.1:11334")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    if let Some(o) = origin {
+        req = req.header(header::ORIGIN, o);
+    }
+    let (s, _, b) = send(app, req.body(Body::from(body.to_string())).unwrap()).await;
+    (s, b)
+}
