@@ -44,6 +44,7 @@
 pub mod auth;
 pub mod classifier;
 pub mod config;
+pub mod diag;
 pub mod envelope;
 pub mod http;
 pub mod learn;
@@ -57,5 +58,6 @@ pub mod rules;
 pub mod scan;
 pub mod scoring;
 pub mod server;
+pub mod smtp;
 pub mod store;
 pub mod telemetry;

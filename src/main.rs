@@ -11,7 +11,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use outscore::auth::identity::IdentityChecker;
-use outscore::config::{Config, ConfigErrors, FailSafe};
+use outscore::config::{Config, FailSafe};
+use outscore::diag::ConfigErrors;
 use outscore::http;
 use outscore::milter::{self, ListenAddr, SessionOptions};
 use outscore::pipeline::{Pipeline, PipelineOptions};
@@ -19,7 +20,6 @@ use outscore::policy::Policy;
 use outscore::scoring::Engine;
 use outscore::server::{Listener, Server};
 use outscore::store::{self, ReportStore};
-use outscore::telemetry;
 
 /// Exit code for configuration errors (EX_USAGE... EX_DATAERR family: 64).
 const EXIT_CONFIG: u8 = 64;
@@ -354,7 +354,7 @@ fn main() -> ExitCode {
                 Ok(e) => e,
                 Err(errors) => return config_failure(&errors),
             };
-            telemetry::init_logging(&config.log);
+            init_logging(&config.log);
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build();
@@ -1045,8 +1045,7 @@ async fn account_command(config: Config, command: AccountCmd) -> anyhow::Result<
         Arc::new(policy),
         db.clone(),
         db.clone(),
-        Arc::new(db.clone()),
-        Arc::new(notifier),
+        outscore::notify::EventQueue::new(Arc::new(db.clone()), Arc::new(notifier)),
     );
     let now = chrono::Utc::now();
     let done = |result: Result<outscore::policy::Transition, ServiceError>| match result {
@@ -1209,7 +1208,7 @@ fn load_config(
         for addr in listen {
             match addr.parse::<ListenAddr>() {
                 Ok(a) => parsed.push(a),
-                Err(e) => errors.push(outscore::config::ConfigError {
+                Err(e) => errors.push(outscore::diag::ConfigError {
                     file: PathBuf::from("--listen"),
                     line: None,
                     message: e.to_string(),
@@ -1286,14 +1285,13 @@ async fn serve(config: Config, engine: Engine) -> anyhow::Result<()> {
         Arc::new(policy),
         store.clone(),
         store.clone(),
-        outbox.clone(),
-        notifier.clone(),
+        outscore::notify::EventQueue::new(outbox.clone(), notifier.clone()),
     ));
     let notify_stop = CancellationToken::new();
     let notify_worker = tokio::spawn(outscore::notify::run_worker(
         outbox,
         notifier,
-        enforcer.wake.clone(),
+        enforcer.events.wake.clone(),
         outscore::notify::WorkerOptions::default(),
         notify_stop.clone(),
     ));
@@ -1441,4 +1439,17 @@ async fn user_command(config: Config, command: UserCmd) -> anyhow::Result<ExitCo
     }
     db.close().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Install the global tracing subscriber. `RUST_LOG` overrides the level.
+fn init_logging(config: &outscore::config::LogConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match config.format {
+        outscore::config::LogFormat::Human => builder.try_init(),
+        outscore::config::LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
 }

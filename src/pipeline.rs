@@ -13,14 +13,16 @@ use tracing::{info, warn};
 use crate::auth::identity::IdentityChecker;
 use crate::classifier::{self, Classifier};
 use crate::envelope::Envelope;
-use crate::milter::{Decision, EomVerdict, Filter, FilterError, HeaderEdit, Message, SmtpReply};
+use crate::milter::{Filter, FilterError, Message};
+use crate::notify::EventQueue;
 use crate::policy::service::{Enforcer, ServiceError};
 use crate::policy::{Gate, Scored};
 use crate::scoring::{Engine, ExternalSymbol, ScanReport};
+use crate::smtp::{Decision, EomVerdict, HeaderEdit, SmtpReply};
 use crate::store::{account_of, ReportSink, Store, StoredReport};
 
 /// Account enforcement over the report store (tiers, limits, notifications).
-pub type StoreEnforcer = Enforcer<Store, Store, Store>;
+pub type StoreEnforcer = Enforcer<Store, Store, EventQueue<Store>>;
 
 /// How verdicts are dressed.
 #[derive(Debug, Clone)]

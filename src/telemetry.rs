@@ -1,10 +1,8 @@
-//! Counters and log set-up. Every counter is named here, once; events log
+//! Counters. Every counter is named here, once; events log
 //! their line and bump their counter together. Labels never carry accounts,
 //! addresses or keywords.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-
-use crate::config::{LogConfig, LogFormat};
 
 /// A monotonically increasing counter.
 pub struct Counter {
@@ -144,17 +142,4 @@ pub fn scan_histogram() -> (Vec<u64>, u64) {
         .map(|b| b.load(Ordering::Relaxed))
         .collect();
     (counts, SCAN_SUM_US.load(Ordering::Relaxed))
-}
-
-/// Install the global tracing subscriber. `RUST_LOG` overrides the level.
-pub fn init_logging(config: &LogConfig) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match config.format {
-        LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-    };
 }

@@ -25,11 +25,12 @@ use outscore::envelope::Envelope;
 use outscore::http::auth::{hash_secret, UserRecord};
 use outscore::http::throttle::{LoginLimits, LoginThrottle};
 use outscore::http::{app, db, AppState, Role};
-use outscore::milter::{Decision, Filter};
+use outscore::milter::Filter;
 use outscore::notify::{run_worker, OutboxQueue, WorkerOptions};
 use outscore::pipeline::{Pipeline, PipelineOptions, StoreEnforcer};
 use outscore::policy::{AccountEntry, Directory};
 use outscore::scoring::{Engine, SymbolResult};
+use outscore::smtp::Decision;
 use outscore::store::{
     AccountChange, AccountStatus, AccountStore, AuditLog, ReportStore, Store, StoredReport,
 };
@@ -936,8 +937,8 @@ async fn http_unblock_notifies_the_customer(store: &Store) {
     let stop = tokio_util::sync::CancellationToken::new();
     let worker = tokio::spawn(run_worker(
         Arc::new(store.clone()),
-        enforcer.notifier.clone(),
-        enforcer.wake.clone(),
+        enforcer.events.notifier.clone(),
+        enforcer.events.wake.clone(),
         WorkerOptions {
             poll: std::time::Duration::from_millis(50),
             lease: std::time::Duration::from_secs(30),

@@ -14,13 +14,11 @@ use outscore::milter::client::{
     MilterClient, Submission, POSTFIX_ACTIONS, POSTFIX_PROTOCOL, POSTFIX_VERSION,
 };
 use outscore::milter::consts::step;
-use outscore::milter::{
-    Decision, EomVerdict, FailSafe, Filter, FilterError, ListenAddr, Message, Reply,
-    SessionOptions, SmtpReply,
-};
+use outscore::milter::{FailSafe, Filter, FilterError, ListenAddr, Message, Reply, SessionOptions};
 use outscore::pipeline::{Pipeline, PipelineOptions};
 use outscore::scoring::{Engine, GTUBE};
 use outscore::server::{Listener, Server};
+use outscore::smtp::{Decision, EomVerdict, SmtpReply};
 
 /// A filter whose behaviour is chosen by the message: the subject says
 /// "panic", "slow" or "error"; MAIL FROM `<blocked@…>` is refused, and so

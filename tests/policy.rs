@@ -10,7 +10,6 @@ use std::path::Path;
 use chrono::{DateTime, Duration, Utc};
 use outscore::config::{AccountsConfig, LimitsConfig};
 use outscore::envelope::Envelope;
-use outscore::milter::Decision;
 use outscore::policy::limits::spam_read_keys;
 use outscore::policy::{
     AccountEntry, AccountFacts, AccountStatus, Actor, AuditEntry, CounterKey, Directory, Effect,
@@ -18,6 +17,7 @@ use outscore::policy::{
     TierTable, TransitionError, UnblockRecord,
 };
 use outscore::scoring::Engine;
+use outscore::smtp::Decision;
 
 fn t(s: &str) -> DateTime<Utc> {
     s.parse().unwrap()
@@ -662,7 +662,7 @@ fn rate_limit_prison_and_expiry() {
 fn daily_external_budget_rollover_and_repeat_offender() {
     let athens = outscore::config::LimitsConfig {
         hosted_domains: vec!["hosted.example".into()],
-        day_zone: outscore::policy::limits::DayZone::Fixed(
+        day_zone: outscore::config::DayZone::Fixed(
             chrono::FixedOffset::east_opt(2 * 3600).unwrap(),
         ),
         ..LimitsConfig::default()

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use outscore::config::{AccountsConfig, LimitsConfig, NotifyConfig};
-use outscore::milter::Decision;
 use outscore::notify::{run_worker, Notifier, OutboxQueue, WorkerOptions};
 use outscore::policy::service::{Enforcer, ServiceError};
 use outscore::policy::store::{AccountRepo, VolumeCounters};
@@ -21,6 +20,7 @@ use outscore::policy::{
     Actor, CounterKey, Directory, Effect, MemberOutcome, Policy, Scored, Tier, TierTable,
     TransitionError,
 };
+use outscore::smtp::Decision;
 use outscore::store::{AuditLog, Store};
 use tokio_util::sync::CancellationToken;
 
@@ -136,7 +136,7 @@ fn policy() -> Policy {
     )
 }
 
-fn enforcer(store: Store, dir: &std::path::Path) -> Enforcer<Store, Store, Store> {
+fn enforcer(store: Store, dir: &std::path::Path) -> outscore::pipeline::StoreEnforcer {
     let out = dir.join("notified.jsonl");
     let script = format!("cat >> '{}'; echo >> '{}'", out.display(), out.display());
     let notify = NotifyConfig {
@@ -148,8 +148,10 @@ fn enforcer(store: Store, dir: &std::path::Path) -> Enforcer<Store, Store, Store
         Arc::new(policy()),
         store.clone(),
         store.clone(),
-        Arc::new(store),
-        Arc::new(Notifier::new(notify, 90).unwrap()),
+        outscore::notify::EventQueue::new(
+            Arc::new(store),
+            Arc::new(Notifier::new(notify, 90).unwrap()),
+        ),
     )
 }
 
@@ -253,8 +255,8 @@ async fn account_life_cycle_persists_through_the_database() {
         let stop = CancellationToken::new();
         let worker = tokio::spawn(run_worker(
             Arc::new(store.clone()),
-            e.notifier.clone(),
-            e.wake.clone(),
+            e.events.notifier.clone(),
+            e.events.wake.clone(),
             WorkerOptions {
                 poll: Duration::from_millis(50),
                 ..WorkerOptions::default()

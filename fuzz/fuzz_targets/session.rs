@@ -8,7 +8,7 @@ use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use outscore::milter::frame::decode_command;
 use outscore::milter::session::{Session, Step};
-use outscore::milter::{Decision, EomVerdict, HeaderEdit, SmtpReply};
+use outscore::smtp::{Decision, EomVerdict, HeaderEdit, SmtpReply};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&choice, rest)) = data.split_first() else { return };

@@ -23,8 +23,9 @@ use outscore::envelope::Envelope;
 use outscore::milter::client::{
     MilterClient, Submission, POSTFIX_ACTIONS, POSTFIX_PROTOCOL, POSTFIX_VERSION,
 };
-use outscore::milter::{Decision, EomVerdict, Filter, FilterError, Message, SessionOptions};
+use outscore::milter::{Filter, FilterError, Message, SessionOptions};
 use outscore::server::{Listener, Server};
+use outscore::smtp::{Decision, EomVerdict};
 
 #[derive(Parser)]
 #[command(about = "Milter load generator: messages/s and end-of-message latency")]

@@ -3,62 +3,30 @@
 //! `outscore check` can list them all at once. Every key is optional; the
 //! defaults are documented in README.md and here. Knows nothing of sockets.
 
+mod dayzone;
 mod duration;
 mod policy;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use dayzone::{parse_offset, DayZone};
 pub use duration::parse_duration;
 use policy::{
     validate_accounts, validate_limits, validate_notify, RawAccounts, RawLimits, RawNotify,
 };
 pub use policy::{AccountsConfig, LimitsConfig, NotifyConfig, SmtpRelay};
 
+use crate::diag::{line_of, read_file, ConfigError, ConfigErrors};
 use crate::milter::address::ListenAddr;
 use crate::rules::identity::AlignMode;
 
 /// Default milter listen address (Postfix syntax).
 pub const DEFAULT_LISTEN: &str = "inet:127.0.0.1:11332";
-
-/// One configuration problem, with where it was found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub file: PathBuf,
-    /// 1-based line, when known.
-    pub line: Option<usize>,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(line) => write!(f, "{}:{}: {}", self.file.display(), line, self.message),
-            None => write!(f, "{}: {}", self.file.display(), self.message),
-        }
-    }
-}
-
-/// Every problem found in one pass.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ConfigErrors(pub Vec<ConfigError>);
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
-    }
-}
 
 /// What to answer when scoring cannot produce a verdict in time (overrun,
 /// error or panic).
@@ -421,17 +389,6 @@ impl Default for Config {
             http: HttpConfig::default(),
         }
     }
-}
-
-/// Read a configuration or rule file; failure is a [`ConfigErrors`] naming it.
-pub fn read_file(path: &Path) -> Result<String, ConfigErrors> {
-    std::fs::read_to_string(path).map_err(|e| {
-        ConfigErrors(vec![ConfigError {
-            file: path.to_path_buf(),
-            line: None,
-            message: format!("cannot read: {e}"),
-        }])
-    })
 }
 
 /// `$OUTSCORE_DATA_DIR`, else `/var/lib/outscore` for root, else
@@ -822,15 +779,6 @@ fn validate_identity(raw: RawIdentity, into: &mut IdentityConfig, errors: &mut E
             "identity.attribution = \"map\" needs an identity.attribution_map".into(),
         );
     }
-}
-
-/// 1-based line number of a byte offset.
-pub fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
 }
 
 #[cfg(test)]

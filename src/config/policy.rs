@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::policy::limits::{parse_offset, DayZone};
 use serde::Deserialize;
 
+use super::dayzone::{parse_offset, DayZone};
 use super::Errors;
-use crate::milter::SmtpReply;
+use crate::smtp::SmtpReply;
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]

@@ -15,11 +15,12 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use super::filter::{Decision, EomVerdict, Filter, HeaderEdit, Message};
+use super::filter::{Filter, Message};
 use super::frame::{decode_command, encode_reply, FrameError, Reply};
-use super::reply::SmtpReply;
 use super::session::{Session, SessionError, Step};
 use crate::envelope::Envelope;
+use crate::smtp::SmtpReply;
+use crate::smtp::{Decision, EomVerdict, HeaderEdit};
 use crate::telemetry;
 
 /// What to answer when the filter cannot give a verdict in time.

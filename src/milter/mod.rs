@@ -1,5 +1,5 @@
 //! The Sendmail milter protocol (versions 2–6, as Postfix speaks it), on the
-//! milter side: the wire codec ([`frame`]), SMTP reply texts ([`reply`]), the
+//! milter side: the wire codec ([`frame`]), the
 //! per-connection state machine ([`session`]) and the task that drives a
 //! connection ([`connection`]). Decisions come from a [`Filter`]; this module
 //! knows nothing of rules, scoring or storage.
@@ -10,11 +10,9 @@ pub mod connection;
 pub mod consts;
 pub mod filter;
 pub mod frame;
-pub mod reply;
 pub mod session;
 
 pub use address::ListenAddr;
 pub use connection::{serve_connection, ConnectionError, FailSafe, SessionOptions};
-pub use filter::{Decision, EomVerdict, Filter, FilterError, HeaderEdit, Message};
+pub use filter::{Filter, FilterError, Message};
 pub use frame::{Command, Reply};
-pub use reply::SmtpReply;

@@ -11,9 +11,10 @@ use std::net::IpAddr;
 use bytes::{BufMut, BytesMut};
 
 use super::consts::{action, cmd, stage, step, PROTOCOL_VERSION};
-use super::filter::{Decision, EomVerdict, HeaderEdit, Message};
+use super::filter::Message;
 use super::frame::{Command, ConnFamily, Reply};
 use crate::envelope::{strip_brackets, Client, Envelope, Family};
+use crate::smtp::{Decision, EomVerdict, HeaderEdit};
 
 /// Actions outscore asks for: add and change headers, quarantine, macro lists.
 const WANTED_ACTIONS: u32 =

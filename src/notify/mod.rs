@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::NotifyConfig;
+use crate::policy::store::{EventSink, EventSinkError};
 use crate::policy::Event;
 
 pub use outbox::{FileOutbox, OutboxError, OutboxItem, OutboxQueue};
@@ -202,6 +203,34 @@ pub async fn enqueue_event<Q: OutboxQueue>(
     }
     wake.notify_one();
     Ok(ids)
+}
+
+/// The outbox as the policy's [`EventSink`]: each event becomes its jobs
+/// (webhook, command, e-mail), queued durably, and the worker is woken.
+pub struct EventQueue<Q> {
+    pub outbox: Arc<Q>,
+    pub notifier: Arc<Notifier>,
+    /// Wakes the notification worker ([`run_worker`]).
+    pub wake: Arc<Notify>,
+}
+
+impl<Q: OutboxQueue> EventQueue<Q> {
+    pub fn new(outbox: Arc<Q>, notifier: Arc<Notifier>) -> EventQueue<Q> {
+        EventQueue {
+            outbox,
+            notifier,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+}
+
+impl<Q: OutboxQueue> EventSink for EventQueue<Q> {
+    async fn publish(&self, event: &Event) -> Result<(), EventSinkError> {
+        enqueue_event(&*self.outbox, &self.notifier, &self.wake, event)
+            .await
+            .map(|_| ())
+            .map_err(|e| EventSinkError(e.to_string()))
+    }
 }
 
 /// A plain-text UTF-8 message with the headers a relay expects.

@@ -8,9 +8,16 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::envelope::domain_of;
-/// Anti-spam sensitivity of an account: the same levels as
-/// `scores/actions.toml`, whose thresholds they select.
-pub use crate::scoring::scores::Sensitivity;
+
+/// Anti-spam sensitivity of an account or domain: the same levels as
+/// `scores/actions.toml`, whose reject lines they select.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sensitivity {
+    Low,
+    Medium,
+    High,
+}
 
 /// One account of the directory.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -32,8 +32,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::config::{AccountsConfig, Config, ConfigError, ConfigErrors, LimitsConfig};
-use crate::milter::{Decision, SmtpReply};
+use crate::config::{AccountsConfig, Config, LimitsConfig};
+
+use crate::diag::{ConfigError, ConfigErrors};
+use crate::smtp::{Decision, SmtpReply};
 
 pub use account::{
     apply_tier, lift, reset_done, self_service_check, self_service_unblock, suspend, AccountStatus,

@@ -10,15 +10,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
-use tokio::sync::Notify;
 
 use super::limits::spam_read_keys;
-use super::store::{AccountRepo, PolicyStoreError, VolumeCounters};
+use super::store::{AccountRepo, EventSink, EventSinkError, PolicyStoreError, VolumeCounters};
 use super::{
     AccountFacts, Actor, Effect, EomOutcome, Event, Gate, Policy, RcptStep, Scored, SpamCounts,
     Tier, Transition, TransitionError,
 };
-use crate::notify::{enqueue_event, Notifier, OutboxError, OutboxQueue};
 
 /// Why an account operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +24,7 @@ pub enum ServiceError {
     #[error(transparent)]
     Store(#[from] PolicyStoreError),
     #[error(transparent)]
-    Outbox(#[from] OutboxError),
+    Notify(#[from] EventSinkError),
     #[error(transparent)]
     Refused(#[from] TransitionError),
 }
@@ -76,34 +74,23 @@ impl FactsCache {
     }
 }
 
-/// Policy + account repository + counters + outbox.
-pub struct Enforcer<R, C, Q> {
+/// Policy + account repository + counters + where events go.
+pub struct Enforcer<R, C, E> {
     pub policy: Arc<Policy>,
     pub repo: R,
     pub counters: C,
-    pub outbox: Arc<Q>,
-    pub notifier: Arc<Notifier>,
-    /// Wakes the notification worker.
-    pub wake: Arc<Notify>,
+    pub events: E,
     pub cache: FactsCache,
 }
 
-impl<R: AccountRepo, C: VolumeCounters, Q: OutboxQueue> Enforcer<R, C, Q> {
+impl<R: AccountRepo, C: VolumeCounters, E: EventSink> Enforcer<R, C, E> {
     /// An enforcer with a 2-second facts cache.
-    pub fn new(
-        policy: Arc<Policy>,
-        repo: R,
-        counters: C,
-        outbox: Arc<Q>,
-        notifier: Arc<Notifier>,
-    ) -> Self {
+    pub fn new(policy: Arc<Policy>, repo: R, counters: C, events: E) -> Self {
         Enforcer {
             policy,
             repo,
             counters,
-            outbox,
-            notifier,
-            wake: Arc::new(Notify::new()),
+            events,
             cache: FactsCache::new(std::time::Duration::from_secs(2)),
         }
     }
@@ -171,7 +158,7 @@ impl<R: AccountRepo, C: VolumeCounters, Q: OutboxQueue> Enforcer<R, C, Q> {
                     self.counters.incr_and_get(key, 1).await?;
                 }
                 Effect::Notify(event) => {
-                    enqueue_event(&*self.outbox, &self.notifier, &self.wake, event).await?;
+                    self.events.publish(event).await?;
                 }
             }
         }

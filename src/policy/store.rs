@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 use super::account::{AccountStatus, AuditEntry, Transition, UnblockRecord};
 use super::limits::CounterKey;
-use super::MemberOutcome;
+use super::{Event, MemberOutcome};
 
 /// Why persistence failed (the backend's error, as text with context).
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +17,18 @@ use super::MemberOutcome;
 pub struct PolicyStoreError {
     pub what: &'static str,
     pub detail: String,
+}
+
+/// An account event could not be handed over for delivery.
+#[derive(Debug, thiserror::Error)]
+#[error("notification not queued: {0}")]
+pub struct EventSinkError(pub String);
+
+/// Where the enforcer hands account events (blocked, suspended, unblocked)
+/// for delivery. The notification outbox implements it; queuing must be
+/// durable, since nothing retries a lost event.
+pub trait EventSink: Send + Sync {
+    fn publish(&self, event: &Event) -> impl Future<Output = Result<(), EventSinkError>> + Send;
 }
 
 /// Account state, audit log and unblock history.

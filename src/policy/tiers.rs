@@ -9,8 +9,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigError, ConfigErrors};
-use crate::milter::SmtpReply;
+use crate::diag::{line_of, read_file, ConfigError, ConfigErrors};
+use crate::smtp::SmtpReply;
 
 /// The tier table shipped with the binary.
 pub const BUILTIN_TIERS: &str = include_str!("../../scores/tiers.toml");
@@ -274,7 +274,7 @@ impl TierTable {
 
     /// Read `tiers.toml` from a file.
     pub fn load(path: &Path) -> Result<TierTable, ConfigErrors> {
-        TierTable::parse(path, &crate::config::read_file(path)?)
+        TierTable::parse(path, &read_file(path)?)
     }
 
     /// `<dir>/tiers.toml` when present, else the built-in table.
@@ -519,14 +519,6 @@ impl TierTable {
             .iter()
             .flat_map(|(set, list)| list.iter().map(move |s| (set.as_str(), s.as_str())))
     }
-}
-
-fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
 }
 
 #[cfg(test)]

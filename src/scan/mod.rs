@@ -26,10 +26,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::classifier::Classifier;
 use crate::envelope::Envelope;
-use crate::milter::{Decision, EomVerdict};
 use crate::pipeline::{Pipeline, PipelineOptions};
 use crate::policy::{History, Scored, TierTable};
 use crate::scoring::{Engine, ScanReport};
+use crate::smtp::{Decision, EomVerdict};
 
 pub use baseline::{Baseline, Comparison};
 pub use input::{collect, Item, Label};

@@ -42,13 +42,14 @@ use std::time::Instant;
 
 use tracing::{info, warn};
 
-use crate::config::ConfigErrors;
+use crate::diag::ConfigErrors;
 use crate::envelope::{domain_of, Envelope};
 use crate::message::{self, Limits, ParsedMessage};
 use crate::rules::{Context, Hits};
 
 use super::report::{AttachmentSummary, MessageSummary, ScanReport, SymbolResult, Timings};
-use super::scores::{self, Compiled, Sensitivity, SymbolDef};
+use super::scores::{self, Compiled, SymbolDef};
+use crate::policy::Sensitivity;
 
 pub use crate::rules::structure::GTUBE;
 

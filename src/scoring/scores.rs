@@ -17,9 +17,10 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use crate::config::{line_of, ConfigError, ConfigErrors};
+use crate::diag::{line_of, ConfigError, ConfigErrors};
+use crate::policy::Sensitivity;
 use crate::rules::attachments::AttachmentPolicy;
 use crate::rules::keywords::{KeywordList, KeywordSet};
 use crate::rules::matcher::{RegexRule, RegexRules};
@@ -239,15 +240,6 @@ pub struct GroupDef {
     pub max_score: Option<f64>,
     /// Content groups are skipped (scored 0) for whitelisted senders.
     pub content: bool,
-}
-
-/// Sensitivity level of a sender.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Sensitivity {
-    Low,
-    Medium,
-    High,
 }
 
 /// `actions.toml`.

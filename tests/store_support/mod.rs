@@ -228,8 +228,7 @@ pub fn enforcer_for(
         Arc::new(policy),
         store.clone(),
         store.clone(),
-        Arc::new(store.clone()),
-        Arc::new(notifier),
+        outscore::notify::EventQueue::new(Arc::new(store.clone()), Arc::new(notifier)),
     ))
 }
 
