@@ -43,7 +43,9 @@
 
 pub mod auth;
 pub mod classifier;
+pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod diag;
 pub mod envelope;
 pub mod http;
@@ -55,6 +57,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod policy_db;
 pub mod rules;
+pub mod ruleset;
 pub mod scan;
 pub mod scoring;
 pub mod server;

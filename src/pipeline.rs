@@ -17,6 +17,7 @@ use crate::milter::{Filter, FilterError, Message};
 use crate::notify::EventQueue;
 use crate::policy::service::{Enforcer, ServiceError};
 use crate::policy::{Gate, Scored};
+use crate::ruleset::{RuleSet, SharedRules};
 use crate::scoring::{Engine, ExternalSymbol, ScanReport};
 use crate::smtp::{Decision, EomVerdict, HeaderEdit, SmtpReply};
 use crate::store::{account_of, ReportSink, Store, StoredReport};
@@ -35,7 +36,7 @@ pub struct PipelineOptions {
 
 /// The milter filter that scores every message.
 pub struct Pipeline {
-    engine: ArcSwap<Engine>,
+    rules: SharedRules,
     identity: Option<Arc<IdentityChecker>>,
     reports: Option<ReportSink>,
     enforcer: Option<Arc<StoreEnforcer>>,
@@ -44,9 +45,16 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
+    /// A pipeline with its own rule set around `engine` (built-in tiers,
+    /// no accounts directory); the daemon shares one with [`Pipeline::with_rules`].
     pub fn new(engine: Engine, options: PipelineOptions) -> Pipeline {
+        Pipeline::with_rules(SharedRules::new(RuleSet::with_engine(engine)), options)
+    }
+
+    /// A pipeline reading the rules in force from `rules`, swapped on reload.
+    pub fn with_rules(rules: SharedRules, options: PipelineOptions) -> Pipeline {
         Pipeline {
-            engine: ArcSwap::from_pointee(engine),
+            rules,
             identity: None,
             reports: None,
             enforcer: None,
@@ -90,7 +98,7 @@ impl Pipeline {
         external: &[ExternalSymbol],
     ) -> ScanReport {
         scan_content(
-            &self.engine.load(),
+            &self.rules.load().engine,
             Option::as_ref(&**self.classifier.load()),
             envelope,
             raw,
@@ -116,9 +124,14 @@ impl Pipeline {
         self.classifier.store(Arc::new(Some(classifier)));
     }
 
-    /// Swap in a reloaded rule set; messages in flight finish with the old one.
+    /// Swap in a reloaded engine; messages in flight finish with the old one.
     pub fn replace_engine(&self, engine: Engine) {
-        self.engine.store(Arc::new(engine));
+        self.rules.replace_engine(engine);
+    }
+
+    /// The rule set this pipeline reads.
+    pub fn rules(&self) -> &SharedRules {
+        &self.rules
     }
 
     /// Decide about a scored message: refuse at `reject_score` (the
@@ -329,7 +342,7 @@ impl Filter for Pipeline {
         envelope: Envelope,
         message: Message,
     ) -> Result<EomVerdict, FilterError> {
-        let engine = self.engine.load_full();
+        let engine = self.rules.load().engine.clone();
         let external: Vec<ExternalSymbol> = match &self.identity {
             Some(identity) => identity
                 .check(&envelope, &message.raw)

@@ -937,7 +937,7 @@ async fn http_unblock_notifies_the_customer(store: &Store) {
     let stop = tokio_util::sync::CancellationToken::new();
     let worker = tokio::spawn(run_worker(
         Arc::new(store.clone()),
-        enforcer.events.notifier.clone(),
+        enforcer.events.notifier(),
         enforcer.events.wake.clone(),
         WorkerOptions {
             poll: std::time::Duration::from_millis(50),

@@ -255,7 +255,7 @@ async fn account_life_cycle_persists_through_the_database() {
         let stop = CancellationToken::new();
         let worker = tokio::spawn(run_worker(
             Arc::new(store.clone()),
-            e.events.notifier.clone(),
+            e.events.notifier(),
             e.events.wake.clone(),
             WorkerOptions {
                 poll: Duration::from_millis(50),

@@ -207,9 +207,10 @@ pub async fn enqueue_event<Q: OutboxQueue>(
 
 /// The outbox as the policy's [`EventSink`]: each event becomes its jobs
 /// (webhook, command, e-mail), queued durably, and the worker is woken.
+/// The notifier (channels and e-mail template) can be swapped on reload.
 pub struct EventQueue<Q> {
     pub outbox: Arc<Q>,
-    pub notifier: Arc<Notifier>,
+    notifier: arc_swap::ArcSwap<Notifier>,
     /// Wakes the notification worker ([`run_worker`]).
     pub wake: Arc<Notify>,
 }
@@ -218,15 +219,26 @@ impl<Q: OutboxQueue> EventQueue<Q> {
     pub fn new(outbox: Arc<Q>, notifier: Arc<Notifier>) -> EventQueue<Q> {
         EventQueue {
             outbox,
-            notifier,
+            notifier: arc_swap::ArcSwap::new(notifier),
             wake: Arc::new(Notify::new()),
         }
+    }
+
+    /// The notifier in force.
+    pub fn notifier(&self) -> Arc<Notifier> {
+        self.notifier.load_full()
+    }
+
+    /// Render the next events with `notifier` (a reloaded template).
+    pub fn replace_notifier(&self, notifier: Arc<Notifier>) {
+        self.notifier.store(notifier);
     }
 }
 
 impl<Q: OutboxQueue> EventSink for EventQueue<Q> {
     async fn publish(&self, event: &Event) -> Result<(), EventSinkError> {
-        enqueue_event(&*self.outbox, &self.notifier, &self.wake, event)
+        let notifier = self.notifier.load_full();
+        enqueue_event(&*self.outbox, &notifier, &self.wake, event)
             .await
             .map(|_| ())
             .map_err(|e| EventSinkError(e.to_string()))

@@ -183,16 +183,8 @@ impl Policy {
     /// reported with its file and line.
     pub fn from_config(config: &Config) -> Result<Policy, ConfigErrors> {
         let tiers = TierTable::load_dir(config.scoring.scores_dir.as_deref());
-        // `outscore account import` installs <data_dir>/accounts.csv when
-        // no directory_csv is configured.
-        let default_csv = config.data_dir.join("accounts.csv");
-        let csv = config
-            .accounts
-            .directory_csv
-            .clone()
-            .or_else(|| default_csv.exists().then_some(default_csv));
-        let directory = match &csv {
-            Some(path) => Directory::load_csv(path).map_err(|errors| {
+        let directory = match Policy::directory_path(config) {
+            Some(path) => Directory::load_csv(&path).map_err(|errors| {
                 ConfigErrors(
                     errors
                         .into_iter()
@@ -216,6 +208,18 @@ impl Policy {
             (Err(a), Err(b)) => Err(ConfigErrors(a.0.into_iter().chain(b.0).collect())),
             (Err(e), _) | (_, Err(e)) => Err(e),
         }
+    }
+
+    /// The accounts directory in force: `[accounts] directory_csv`, else
+    /// `<data_dir>/accounts.csv` when `outscore account import` installed
+    /// one, else none.
+    pub fn directory_path(config: &Config) -> Option<std::path::PathBuf> {
+        let default_csv = config.data_dir.join("accounts.csv");
+        config
+            .accounts
+            .directory_csv
+            .clone()
+            .or_else(|| default_csv.exists().then_some(default_csv))
     }
 
     /// The reply for a blocked account.

@@ -74,9 +74,21 @@ impl FactsCache {
     }
 }
 
+/// Where the enforcer reads the policy in force: a fixed one, or the
+/// daemon's rule set, swapped on SIGHUP.
+pub trait PolicySource: Send + Sync {
+    fn current(&self) -> Arc<Policy>;
+}
+
+impl PolicySource for Arc<Policy> {
+    fn current(&self) -> Arc<Policy> {
+        self.clone()
+    }
+}
+
 /// Policy + account repository + counters + where events go.
 pub struct Enforcer<R, C, E> {
-    pub policy: Arc<Policy>,
+    policy: Arc<dyn PolicySource>,
     pub repo: R,
     pub counters: C,
     pub events: E,
@@ -87,12 +99,24 @@ impl<R: AccountRepo, C: VolumeCounters, E: EventSink> Enforcer<R, C, E> {
     /// An enforcer with a 2-second facts cache.
     pub fn new(policy: Arc<Policy>, repo: R, counters: C, events: E) -> Self {
         Enforcer {
-            policy,
+            policy: Arc::new(policy),
             repo,
             counters,
             events,
             cache: FactsCache::new(std::time::Duration::from_secs(2)),
         }
+    }
+
+    /// Read the policy from `source` (the daemon's shared rule set) from
+    /// now on.
+    pub fn with_policy_source(mut self, source: Arc<dyn PolicySource>) -> Self {
+        self.policy = source;
+        self
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.current()
     }
 
     /// [`Enforcer::facts`] through the cache.
@@ -116,7 +140,7 @@ impl<R: AccountRepo, C: VolumeCounters, E: EventSink> Enforcer<R, C, E> {
         now: DateTime<Utc>,
     ) -> Result<AccountFacts, ServiceError> {
         let status = self.repo.status(account).await?;
-        let period = Duration::from_std(self.policy.limits.repeat_offender_period)
+        let period = Duration::from_std(self.policy().limits.repeat_offender_period)
             .unwrap_or(Duration::days(30));
         let since = now - period.max(Duration::days(90));
         let audit = self.repo.audit_since(account, since).await?;
@@ -172,13 +196,13 @@ impl<R: AccountRepo, C: VolumeCounters, E: EventSink> Enforcer<R, C, E> {
         declared_size: Option<u64>,
         now: DateTime<Utc>,
     ) -> Result<Gate, ServiceError> {
-        let gate = self.policy.at_mail(facts, declared_size, now);
+        let gate = self.policy().at_mail(facts, declared_size, now);
         if gate.is_refusal() {
             return Ok(gate);
         }
-        let key = self.policy.rate_key(&facts.account, now);
+        let key = self.policy().rate_key(&facts.account, now);
         let count = self.counters.incr_and_get(&key, 1).await?;
-        let gate = self.policy.after_rate(facts, count, now);
+        let gate = self.policy().after_rate(facts, count, now);
         self.persist(&gate.effects).await?;
         Ok(gate)
     }
@@ -191,11 +215,11 @@ impl<R: AccountRepo, C: VolumeCounters, E: EventSink> Enforcer<R, C, E> {
         rcpt: &str,
         now: DateTime<Utc>,
     ) -> Result<Gate, ServiceError> {
-        let gate = match self.policy.at_rcpt(facts, accepted_so_far, rcpt, now) {
+        let gate = match self.policy().at_rcpt(facts, accepted_so_far, rcpt, now) {
             RcptStep::Gate(g) => g,
             RcptStep::CountExternal { key, member, cap } => {
                 let outcome = self.counters.add_member_capped(&key, &member, cap).await?;
-                self.policy.after_external(facts, outcome, now)
+                self.policy().after_external(facts, outcome, now)
             }
         };
         self.persist(&gate.effects).await?;
@@ -211,7 +235,7 @@ impl<R: AccountRepo, C: VolumeCounters, E: EventSink> Enforcer<R, C, E> {
         report_id: &str,
         now: DateTime<Utc>,
     ) -> Result<EomOutcome, ServiceError> {
-        let out = self.policy.at_eom(facts, scored, size, report_id, now);
+        let out = self.policy().at_eom(facts, scored, size, report_id, now);
         if !out.effects.is_empty() {
             // Spam counters moved: the next message must see them.
             self.cache.forget(&facts.account);
@@ -239,7 +263,7 @@ impl<R: AccountRepo, C: VolumeCounters, E: EventSink> Enforcer<R, C, E> {
         now: DateTime<Utc>,
     ) -> Result<Transition, ServiceError> {
         let facts = self.facts(account, now).await?;
-        self.transition(self.policy.unblock(&facts, by, reason, now))
+        self.transition(self.policy().unblock(&facts, by, reason, now))
             .await
     }
 
@@ -253,7 +277,7 @@ impl<R: AccountRepo, C: VolumeCounters, E: EventSink> Enforcer<R, C, E> {
         now: DateTime<Utc>,
     ) -> Result<Transition, ServiceError> {
         let facts = self.facts(account, now).await?;
-        self.transition(self.policy.self_service_unblock(&facts, by, reason, now))
+        self.transition(self.policy().self_service_unblock(&facts, by, reason, now))
             .await
     }
 
@@ -266,7 +290,7 @@ impl<R: AccountRepo, C: VolumeCounters, E: EventSink> Enforcer<R, C, E> {
         now: DateTime<Utc>,
     ) -> Result<Transition, ServiceError> {
         let facts = self.facts(account, now).await?;
-        self.transition(self.policy.lift(&facts, by, Some(reason), now))
+        self.transition(self.policy().lift(&facts, by, Some(reason), now))
             .await
     }
 
@@ -281,7 +305,7 @@ impl<R: AccountRepo, C: VolumeCounters, E: EventSink> Enforcer<R, C, E> {
         let status = self.repo.status(account).await?;
         let unblocks = self.repo.unblocks(account).await?;
         Ok(self
-            .policy
+            .policy()
             .self_service_check(account, &status, &unblocks, now))
     }
 
@@ -294,7 +318,7 @@ impl<R: AccountRepo, C: VolumeCounters, E: EventSink> Enforcer<R, C, E> {
         now: DateTime<Utc>,
     ) -> Result<Transition, ServiceError> {
         let facts = self.facts(account, now).await?;
-        self.transition(self.policy.reset_done(&facts, by, reason, now))
+        self.transition(self.policy().reset_done(&facts, by, reason, now))
             .await
     }
 
@@ -312,7 +336,7 @@ impl<R: AccountRepo, C: VolumeCounters, E: EventSink> Enforcer<R, C, E> {
         let event = Event {
             kind: "suspended".into(),
             account: account.to_string(),
-            contact: self.policy.directory.get(account).contact,
+            contact: self.policy().directory.get(account).contact,
             tier: t.to.tier(),
             report_id: t.to.report_id().map(str::to_string),
             at: now,

@@ -176,6 +176,20 @@ impl Engine {
         self.inner.regex.engine()
     }
 
+    /// Whether `scores/symbols.toml` declares `name` (any kind).
+    pub fn declares(&self, name: &str) -> bool {
+        self.inner.symbols.contains_key(name)
+    }
+
+    /// The symbols declared with `external = true`.
+    pub fn external_symbols(&self) -> impl Iterator<Item = &str> {
+        self.inner
+            .symbols
+            .iter()
+            .filter(|(_, d)| d.external)
+            .map(|(n, _)| n.as_str())
+    }
+
     /// Whether `name` may be passed to [`Engine::scan_with`].
     pub fn knows_external(&self, name: &str) -> bool {
         self.inner.symbols.get(name).is_some_and(|d| d.external)

@@ -301,21 +301,28 @@ impl Errors {
     }
 }
 
-/// Read every scores file under `dir` (the same set of names as [`BUILTIN`],
-/// plus any other `keywords/*.txt`).
+/// The scores files in force for an operator's directory: each file present
+/// under `dir` replaces the built-in file of that name (extra
+/// `keywords/*.txt` files are added), and every other file is the built-in
+/// one, as Rspamd's `local.d` overlays its shipped configuration. In
+/// `symbols.toml` and `groups.toml` the overlay is per entry: a table the
+/// operator's file does not declare keeps its built-in definition, so an
+/// upgrade that adds a symbol does not break a copied directory (a built-in
+/// symbol is switched off with `weight = 0`, not by leaving it out).
 pub fn read_dir(dir: &Path) -> Result<Vec<(String, String)>, ConfigErrors> {
-    let mut files = Vec::new();
+    let mut files: Vec<(String, String)> = BUILTIN
+        .iter()
+        .map(|(n, t)| (n.to_string(), t.to_string()))
+        .collect();
     let mut errors = Vec::new();
-    let mut read = |rel: String, errors: &mut Vec<ConfigError>| match std::fs::read_to_string(
-        dir.join(&rel),
-    ) {
-        Ok(text) => files.push((rel, text)),
-        Err(e) => errors.push(ConfigError {
-            file: dir.join(&rel),
+    if !dir.is_dir() {
+        return Err(ConfigErrors(vec![ConfigError {
+            file: dir.to_path_buf(),
             line: None,
-            message: format!("cannot read: {e}"),
-        }),
-    };
+            message: "scores_dir is not a directory".into(),
+        }]));
+    }
+    let mut local = Vec::new();
     for name in [
         "symbols.toml",
         "groups.toml",
@@ -325,31 +332,72 @@ pub fn read_dir(dir: &Path) -> Result<Vec<(String, String)>, ConfigErrors> {
         "freemail.txt",
         "whitelist.txt",
     ] {
-        read(name.to_string(), &mut errors);
-    }
-    match std::fs::read_dir(dir.join("keywords")) {
-        Ok(entries) => {
-            let mut names: Vec<String> = entries
-                .filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.ends_with(".txt"))
-                .collect();
-            names.sort();
-            for n in names {
-                read(format!("keywords/{n}"), &mut errors);
-            }
+        if dir.join(name).exists() {
+            local.push(name.to_string());
         }
-        Err(e) => errors.push(ConfigError {
-            file: dir.join("keywords"),
-            line: None,
-            message: format!("cannot read: {e}"),
-        }),
+    }
+    if let Ok(entries) = std::fs::read_dir(dir.join("keywords")) {
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".txt"))
+            .collect();
+        names.sort();
+        local.extend(names.into_iter().map(|n| format!("keywords/{n}")));
+    }
+    for rel in local {
+        let text = match std::fs::read_to_string(dir.join(&rel)) {
+            Ok(text) => text,
+            Err(e) => {
+                errors.push(ConfigError {
+                    file: dir.join(&rel),
+                    line: None,
+                    message: format!("cannot read: {e}"),
+                });
+                continue;
+            }
+        };
+        match files.iter_mut().find(|(n, _)| *n == rel) {
+            Some(slot) => {
+                slot.1 = match rel.as_str() {
+                    "symbols.toml" | "groups.toml" => with_builtin_tables(&text, &slot.1),
+                    _ => text,
+                }
+            }
+            None => files.push((rel, text)),
+        }
     }
     if errors.is_empty() {
         Ok(files)
     } else {
         Err(ConfigErrors(errors))
     }
+}
+
+/// `local` followed by the tables of `builtin` that `local` does not
+/// declare. Line numbers of `local` stay as the operator wrote them; a
+/// `local` that does not parse is returned as it is, for its own error.
+fn with_builtin_tables(local: &str, builtin: &str) -> String {
+    let (Ok(mine), Ok(shipped)) = (
+        toml::from_str::<toml::Table>(local),
+        toml::from_str::<toml::Table>(builtin),
+    ) else {
+        return local.to_string();
+    };
+    let missing: toml::Table = shipped
+        .into_iter()
+        .filter(|(k, _)| !mine.contains_key(k))
+        .collect();
+    if missing.is_empty() {
+        return local.to_string();
+    }
+    let mut text = local.to_string();
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str("\n# built-in entries not overridden above\n");
+    text.push_str(&toml::to_string(&missing).unwrap_or_default());
+    text
 }
 
 fn number(v: &toml::Value) -> Option<f64> {
