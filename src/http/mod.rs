@@ -17,6 +17,7 @@ mod metrics;
 mod pages;
 pub mod text;
 pub mod throttle;
+pub mod users;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +33,8 @@ use std::path::PathBuf;
 use crate::pipeline::StoreEnforcer;
 use crate::store::{ReportSink, Store, StoreError};
 
-pub use auth::{Principal, Role};
+pub use auth::Principal;
+pub use users::{Role, UserRecord};
 
 /// What the handlers share.
 #[derive(Clone)]
