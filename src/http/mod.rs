@@ -148,7 +148,7 @@ pub fn app(state: AppState) -> Router {
         .route("/logout", post(pages::logout))
         .route("/history", get(pages::history))
         .route("/reports/{id}", get(pages::report))
-        .route("/reports/{id}/learn", post(learn::page))
+        .route("/reports/{id}/learn", post(pages::learn))
         .route("/abuse", get(pages::abuse))
         .route("/accounts", get(pages::accounts))
         .route("/accounts/{account}/{action}", post(pages::account_action))
