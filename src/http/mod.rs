@@ -219,3 +219,46 @@ pub async fn serve_on(
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
 }
+
+#[cfg(test)]
+mod boundaries {
+    //! The module boundaries inside `http` that the code must keep.
+
+    /// Whether `src` imports the sibling module `module` (by `super::` or
+    /// `crate::http::`, alone or in a `use super::{…}` list).
+    fn imports(src: &str, module: &str) -> bool {
+        src.lines().map(str::trim).any(|l| {
+            l.contains(&format!("super::{module}"))
+                || l.contains(&format!("http::{module}"))
+                || (l.starts_with("use super::{") && l.contains(module))
+        })
+    }
+
+    #[test]
+    fn no_import_cycles_between_pages_and_learn_or_auth_and_db() {
+        assert!(!imports(include_str!("learn.rs"), "pages"));
+        assert!(!imports(include_str!("db.rs"), "auth"));
+        assert!(!imports(include_str!("users.rs"), "auth"));
+        assert!(!imports(include_str!("users.rs"), "db"));
+    }
+
+    /// Only constants bypass the template engine's escaping.
+    #[test]
+    fn pages_pre_escape_nothing_but_the_style_sheet() {
+        for (file, src) in [
+            ("pages/mod.rs", include_str!("pages/mod.rs")),
+            ("pages/login.rs", include_str!("pages/login.rs")),
+            ("pages/reports.rs", include_str!("pages/reports.rs")),
+            ("pages/abuse.rs", include_str!("pages/abuse.rs")),
+            ("pages/accounts.rs", include_str!("pages/accounts.rs")),
+            ("pages/chart.rs", include_str!("pages/chart.rs")),
+            ("text.rs", include_str!("text.rs")),
+            ("learn.rs", include_str!("learn.rs")),
+        ] {
+            assert!(!src.contains("PreEscaped"), "{file} uses PreEscaped");
+        }
+        let layout = include_str!("pages/layout.rs");
+        assert_eq!(layout.matches("PreEscaped(").count(), 1, "layout.rs");
+        assert!(layout.contains("(PreEscaped(STYLE))"));
+    }
+}
