@@ -2,8 +2,6 @@
 //! once and never stored), bearer tokens, page sessions and roles.
 
 use std::collections::HashMap;
-use std::fmt;
-use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -14,6 +12,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+pub use super::users::{Role, UserRecord};
 use super::AppState;
 
 /// Hash rounds for new credentials.
@@ -23,52 +22,6 @@ pub const SESSION_COOKIE: &str = "outscore_session";
 /// A verified bearer token is remembered this long, so the hash rounds are
 /// not paid on every API call.
 const TOKEN_CACHE_TTL: Duration = Duration::from_secs(300);
-
-/// What a user may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Everything: content, account actions.
-    Abuse,
-    /// Reports and accounts, without message content or actions.
-    Viewer,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Abuse => "abuse",
-            Role::Viewer => "viewer",
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Role {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Role, String> {
-        match s {
-            "abuse" => Ok(Role::Abuse),
-            "viewer" => Ok(Role::Viewer),
-            other => Err(format!("unknown role {other:?} (want abuse or viewer)")),
-        }
-    }
-}
-
-/// A stored credential.
-#[derive(Debug, Clone, PartialEq)]
-pub struct UserRecord {
-    pub name: String,
-    pub role: Role,
-    pub salt: String,
-    pub iterations: i64,
-    pub hash: String,
-}
 
 /// The authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -7,7 +7,7 @@ use sqlx::Row;
 
 use crate::store::{AccountState, AccountStatus, Store, StoreError};
 
-use super::auth::{Role, UserRecord};
+use super::users::{Role, UserRecord};
 
 fn query_err(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |source| StoreError::Query { what, source }

@@ -1,14 +1,15 @@
 //! Teaching the classifier from the review interface: `POST
-//! /api/v1/reports/{id}/learn` and the "Mark as spam" / "Mark as ham" form
-//! on the report page. Abuse role only; the work is done by
+//! /api/v1/reports/{id}/learn`, and the checks and sentences behind the
+//! report page's "Mark as spam" / "Mark as ham" form (which `pages`
+//! renders; no HTML here). Abuse role only; the work is done by
 //! [`crate::learn::Learner`].
 
 use std::fmt::Write;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::{Form, Json};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -16,8 +17,6 @@ use crate::learn::{LearnError, LearnRequest, Learned};
 use crate::store::{Label, ReportId};
 
 use super::auth::{require_abuse, Principal};
-use super::pages;
-use super::text::esc;
 use super::{ApiError, AppState};
 
 /// Body of a learn request (API and page form alike).
@@ -29,7 +28,7 @@ pub struct LearnBody {
 }
 
 /// What went wrong, ready for the API or a page.
-enum Refusal {
+pub(super) enum Refusal {
     Api(ApiError),
     /// The model could not be written: answered 500 with the cause.
     Internal(String),
@@ -42,7 +41,7 @@ impl From<ApiError> for Refusal {
 }
 
 /// Check the role and the body, then learn.
-async fn learn(
+pub(super) async fn learn(
     state: &AppState,
     who: &Principal,
     id: &str,
@@ -138,7 +137,7 @@ fn percent(p: Option<f64>) -> String {
 }
 
 /// The page's sentence about a learn.
-fn learned_text(l: &Learned) -> String {
+pub(super) fn learned_text(l: &Learned) -> String {
     let mut text = format!("Learned as {}.", l.verdict);
     if let Some(earlier) = l.reversed {
         let _ = write!(
@@ -158,80 +157,4 @@ fn learned_text(l: &Learned) -> String {
         " The updated model is saved; the daemon uses it after a reload (SIGHUP)."
     });
     text
-}
-
-/// `POST /reports/{id}/learn` from the report page's form.
-pub async fn page(
-    State(state): State<AppState>,
-    who: Principal,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Form(body): Form<LearnBody>,
-) -> Response {
-    if pages::cross_site(&headers) {
-        return pages::page(
-            StatusCode::FORBIDDEN,
-            "Refused",
-            Some(&who),
-            "<p>Cross-site request refused.</p>",
-        );
-    }
-    let (status, good, text) = match learn(&state, &who, &id, &body).await {
-        Ok(l) => (StatusCode::OK, true, learned_text(&l)),
-        Err(Refusal::Api(ApiError::Refused { message, .. })) => (
-            StatusCode::CONFLICT,
-            false,
-            format!("Not learned: {message}."),
-        ),
-        Err(Refusal::Api(ApiError::BadRequest(m))) => {
-            (StatusCode::BAD_REQUEST, false, format!("Not learned: {m}."))
-        }
-        Err(Refusal::Api(e)) => return pages::error_page(&who, e),
-        Err(Refusal::Internal(m)) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            false,
-            format!("Not learned: {m}."),
-        ),
-    };
-    let body = format!(
-        "<p class=\"flash {}\" id=\"flash\">{}</p><p><a href=\"/reports/{}\">Back to the report</a></p>",
-        if good { "good" } else { "bad" },
-        esc(&text),
-        esc(&id)
-    );
-    pages::page(status, "Teach the classifier", Some(&who), &body)
-}
-
-/// The report page's section: what was learned from this report, and for
-/// the abuse role the "Mark as spam" / "Mark as ham" form.
-pub async fn report_section(state: &AppState, who: &Principal, id: &ReportId) -> String {
-    let Some(learner) = state.learner.as_ref().filter(|_| who.can_act()) else {
-        return String::new();
-    };
-    let mut s = String::from("<h2>Teach the classifier</h2>");
-    match learner.learned(id).await {
-        Ok(Some(l)) => {
-            let _ = write!(
-                s,
-                "<p id=\"learned\">Learned as <strong>{}</strong> by {} on {} ({}).</p>",
-                l.verdict,
-                esc(&l.actor),
-                l.at.format("%Y-%m-%d %H:%M:%S UTC"),
-                esc(&l.reason)
-            );
-        }
-        Ok(None) => s.push_str("<p id=\"learned\" class=\"muted\">Not learned yet.</p>"),
-        Err(e) => {
-            tracing::warn!(error = %e, "report page: cannot read the learned verdict");
-        }
-    }
-    let _ = write!(
-        s,
-        "<form method=\"post\" action=\"/reports/{}/learn\" id=\"learn\">\
-         <label>Reason <input name=\"reason\" required aria-label=\"reason\"></label> \
-         <button type=\"submit\" name=\"verdict\" value=\"spam\">Mark as spam</button> \
-         <button type=\"submit\" name=\"verdict\" value=\"ham\">Mark as ham</button></form>",
-        esc(id.as_str())
-    );
-    s
 }

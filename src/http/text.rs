@@ -1,23 +1,8 @@
-//! Text helpers for the pages: HTML escaping, a readable rendering of a raw
+//! Text helpers for the pages: URL encoding, a readable rendering of a raw
 //! message, the keywords named in symbol evidence, and highlighting them.
 
 use mail_parser::MessageParser;
-
-/// Escape text for HTML element content and quoted attribute values.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use maud::{html, Markup};
 
 /// Percent-encode a path segment or query value.
 pub fn url_enc(s: &str) -> String {
@@ -85,49 +70,41 @@ pub fn evidence_terms(evidence: &str) -> Vec<String> {
     terms
 }
 
-/// Escape `text` and wrap every case-insensitive occurrence of a term in
-/// `<mark>`.
-pub fn highlight(text: &str, terms: &[String]) -> String {
+/// `text` with every case-insensitive occurrence of a term wrapped in
+/// `<mark>`; the text itself is escaped by the template engine.
+pub fn highlight(text: &str, terms: &[String]) -> Markup {
     let alternatives: Vec<String> = terms
         .iter()
         .filter(|t| !t.is_empty())
         .map(|t| regex::escape(t))
         .collect();
-    if alternatives.is_empty() {
-        return esc(text);
-    }
-    let re = match regex::RegexBuilder::new(&alternatives.join("|"))
-        .case_insensitive(true)
-        .size_limit(1 << 20)
-        .build()
-    {
-        Ok(re) => re,
-        Err(_) => return esc(text),
-    };
-    let mut out = String::with_capacity(text.len() + 64);
+    let re = (!alternatives.is_empty())
+        .then(|| {
+            regex::RegexBuilder::new(&alternatives.join("|"))
+                .case_insensitive(true)
+                .size_limit(1 << 20)
+                .build()
+                .ok()
+        })
+        .flatten();
+    // (plain text before a match, the match)
+    let mut pieces: Vec<(&str, &str)> = Vec::new();
     let mut last = 0;
-    for m in re.find_iter(text) {
-        out.push_str(&esc(&text[last..m.start()]));
-        out.push_str("<mark>");
-        out.push_str(&esc(m.as_str()));
-        out.push_str("</mark>");
+    for m in re.iter().flat_map(|re| re.find_iter(text)) {
+        pieces.push((&text[last..m.start()], m.as_str()));
         last = m.end();
     }
-    out.push_str(&esc(&text[last..]));
-    out
+    html! {
+        @for (plain, marked) in &pieces {
+            (plain) mark { (marked) }
+        }
+        (&text[last..])
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn escapes_everything_that_matters() {
-        assert_eq!(
-            esc("<script>\"a\" & 'b'</script>"),
-            "&lt;script&gt;&quot;a&quot; &amp; &#39;b&#39;&lt;/script&gt;"
-        );
-    }
 
     #[test]
     fn terms_from_evidence() {
@@ -140,10 +117,12 @@ mod tests {
 
     #[test]
     fn highlight_marks_and_escapes() {
-        let out = highlight("Buy <b>ViAgRa</b> now", &["viagra".into()]);
+        let out = highlight("Buy <b>ViAgRa</b> now", &["viagra".into()]).into_string();
         assert_eq!(out, "Buy &lt;b&gt;<mark>ViAgRa</mark>&lt;/b&gt; now");
-        let out = highlight("a <mark> b", &["<mark>".into()]);
+        let out = highlight("a <mark> b", &["<mark>".into()]).into_string();
         assert_eq!(out, "a <mark>&lt;mark&gt;</mark> b");
+        let out = highlight("<script>\"a\" & b</script>", &[]).into_string();
+        assert_eq!(out, "&lt;script&gt;&quot;a&quot; &amp; b&lt;/script&gt;");
     }
 
     #[test]
