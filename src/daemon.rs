@@ -227,7 +227,6 @@ fn reload(
         classifier::load_model(&config.data_dir).map_err(|e| format!("classifier model: {e}"))?;
     let what = format!("{}; model: {source:?}", compiled.sources);
     enforcer.events.replace_notifier(compiled.notifier.clone());
-    // The policy's facts cache may hold decisions of the old tiers.
     rules.store(compiled);
     pipeline.replace_classifier(Classifier::new(model));
     Ok(what)

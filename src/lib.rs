@@ -20,26 +20,34 @@
 //!
 //! | module      | job                                                    | must not know   |
 //! |-------------|--------------------------------------------------------|-----------------|
+//! | [`smtp`]    | leaf: SMTP replies and verdicts every layer may name   | anything else   |
+//! | [`diag`]    | leaf: file:line diagnostics shared by every loader     | anything else   |
 //! | [`envelope`]| SMTP envelope facts shared by every layer              | anything else   |
-//! | [`milter`]  | milter wire codec and per-connection state machine    | rules, scoring, store |
-//! | [`server`]  | listeners, connection cap, shutdown, reload            | scoring         |
+//! | [`milter`]  | milter wire codec and per-connection state machine    | rules, scoring, policy, store, http |
+//! | [`server`]  | listeners, connection cap, shutdown                    | scoring         |
 //! | [`pipeline`]| the glue: envelope + message → report → verdict        | sockets         |
 //! | [`message`] | raw bytes → parsed message facts (never fails)         | I/O             |
 //! | [`rules`]   | pure checks emitting symbols with evidence             | I/O             |
 //! | [`auth`]    | SPF and DMARC policy over DNS, accounts directory      | milter, scoring |
 //! | [`scoring`] | weights from `scores/`, group caps, the report type    | I/O             |
+//! | [`ruleset`] | one compile step for everything an operator edits, shared behind one swap | sockets |
 //! | [`store`]   | reports, account state, counters (SQLite/PostgreSQL)   | milter          |
 //! | [`classifier`]| learned naive Bayes: message → spam probability, BAYES_* | weights, store |
 //! | [`learn`]   | reviewer verdicts → model update, saved and swapped in | HTTP, milter    |
 //! | [`http`]    | review API, pages, metrics; account actions via the policy | milter, scoring rules |
-//! | [`config`]  | `outscore.toml` → validated [`config::Config`]         | sockets         |
+//! | [`config`]  | `outscore.toml` → validated [`config::Config`]         | sockets, policy |
 //! | [`scan`]    | offline corpus scoring, summary, baseline diff         | sockets, store  |
-//! | [`policy`]  | tiers, account state machine, volume limits (pure)     | sockets, sqlx   |
+//! | [`policy`]  | tiers, account state machine, volume limits; owns its persistence and event-sink traits | sockets, sqlx, notify |
 //! | [`policy_db`]| the policy's persistence traits over the store        | milter          |
-//! | [`notify`]  | outbox delivery: webhook, command, SMTP e-mail         | scoring         |
-//! | [`telemetry`]| counters (one place for metric names) and log set-up  | accounts as labels |
+//! | [`notify`]  | outbox delivery: webhook, command, SMTP e-mail; the policy's event sink | scoring |
+//! | [`telemetry`]| counters (one place for metric names)                 | accounts as labels |
+//! | [`daemon`]  | composition root: `build(&Config, RuleSet)`, run, reload, stop | — |
+//! | [`cli`]     | the command line, one file per command, exit codes     | —               |
 //!
-//! Only `main.rs` picks concrete implementations.
+//! No two top-level modules import each other, directly or through others;
+//! the architecture test of the integration suite enforces it.
+//!
+//! Only [`daemon`] and [`cli`] pick concrete implementations.
 
 pub mod auth;
 pub mod classifier;
