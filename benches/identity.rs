@@ -2,7 +2,9 @@
 //! check with a warm DNS cache (goal: under 50 µs), a cold cache against a
 //! loopback dnsmasq, and a silent DNS server (bounded by the budget).
 
-#[path = "../tests/identity_support/mod.rs"]
+// Shared with the integration tests; the bench uses part of it.
+#[allow(dead_code)]
+#[path = "../tests/it/support/identity.rs"]
 mod identity_support;
 
 use std::path::Path;

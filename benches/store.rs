@@ -5,7 +5,9 @@
 //! issue's figure). PostgreSQL parts are skipped, saying so, when it is
 //! unreachable.
 
-#[path = "../tests/store_support/mod.rs"]
+// Shared with the integration tests; the bench uses part of it.
+#[allow(dead_code)]
+#[path = "../tests/it/support/store.rs"]
 mod store_support;
 
 use std::time::{Duration, Instant};

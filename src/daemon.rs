@@ -270,8 +270,10 @@ mod tests {
     #[tokio::test]
     async fn a_built_daemon_refuses_gtube_and_stops_cleanly() {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = Config::default();
-        config.data_dir = dir.path().to_path_buf();
+        let mut config = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
         config.milter.listen = vec!["inet:127.0.0.1:0".parse().unwrap()];
         config.http.enabled = false;
         let rules = RuleSet::compile(&config).unwrap();

@@ -2,18 +2,16 @@
 //! (PostgreSQL stopped for a few seconds; the SQLite file locked by another
 //! writer), and once it is back every report is stored exactly once.
 
-mod store_support;
-
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::store::*;
 use outscore::store::{
     now_ms, spawn_writer_with, ReportFilter, ReportStore, SinkStats, Spool, Store, StoreOptions,
     WriterOptions,
 };
 use sqlx::Connection;
-use store_support::*;
 
 const REPORTS: usize = 300;
 

@@ -3,19 +3,16 @@
 //! reached the PostgreSQL half says so on stderr and does not run, unless
 //! `OUTSCORE_REQUIRE_POSTGRES=1`, which makes it fail.
 
-#[macro_use]
-mod store_support;
-
 use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
 
+use crate::support::store::*;
 use chrono::Utc;
 use outscore::store::{
     now_ms, purge_once, spawn_writer_with, AccountChange, AccountStatus, AccountStore, AuditEntry,
     AuditLog, Content, Counters, Outbox, ReportFilter, ReportId, ReportStore, Spool, Store,
     Submitted, UnblockRequest, WriterOptions,
 };
-use store_support::*;
 
 both_backends!(
     reports_round_trip_and_idempotent_insert,

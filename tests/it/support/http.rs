@@ -1,6 +1,5 @@
 //! Shared by the review-interface test binaries: requests through the
 //! router without sockets (`oneshot`).
-#![allow(dead_code)]
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};

@@ -6,11 +6,9 @@
 use outscore::envelope::Envelope;
 use outscore::scoring::Engine;
 
-mod common;
-
 #[test]
 fn false_positives_stay_under_half_a_percent() {
-    let Some(corpus) = common::shared_corpus() else {
+    let Some(corpus) = crate::support::common::shared_corpus() else {
         return;
     };
     let manifest = std::fs::read_to_string(corpus.join("MANIFEST.tsv")).unwrap();
@@ -53,7 +51,7 @@ fn false_positives_stay_under_half_a_percent() {
 /// (headers encrypted) is flagged.
 #[test]
 fn archive_attachments_are_listed() {
-    let Some(corpus) = common::shared_corpus() else {
+    let Some(corpus) = crate::support::common::shared_corpus() else {
         return;
     };
     let manifest = std::fs::read_to_string(corpus.join("MANIFEST.tsv")).unwrap();

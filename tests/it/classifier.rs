@@ -1,12 +1,10 @@
 //! The content classifier: tokenizer per script, learning, the model file and
 //! `outscore train` through the real binary.
 
-mod classifier_support;
-
 use std::path::Path;
 use std::process::Command;
 
-use classifier_support::message;
+use crate::support::classifier::message;
 use outscore::classifier::tokenize::text_tokens;
 use outscore::classifier::{
     symbols, Classifier, Model, ModelError, Verdict, BAYES_HAM, BAYES_SPAM, MIN_LEARNED,
@@ -93,7 +91,7 @@ const HAM: &[&str] = &[
 ];
 
 fn trained() -> Classifier {
-    classifier_support::trained(SPAM, HAM)
+    crate::support::classifier::trained(SPAM, HAM)
 }
 
 #[test]

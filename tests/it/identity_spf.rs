@@ -3,13 +3,11 @@
 //! lookup limit, syntax errors, DNS outages within the budget, and the shared
 //! TTL cache.
 
-mod identity_support;
-
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use identity_support::{dead_port, Dns, SilentDns, EGRESS, EGRESS6};
+use crate::support::identity::{dead_port, Dns, SilentDns, EGRESS, EGRESS6};
 use outscore::auth::identity::IdentityChecker;
 use outscore::auth::spf::SpfChecker;
 use outscore::config::{Config, SpfConfig};

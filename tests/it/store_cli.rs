@@ -1,12 +1,10 @@
 //! `outscore report list|show|export` and `outscore purge` against a real
 //! SQLite store in a data dir.
 
-mod store_support;
-
 use std::process::{Command, Output};
 
+use crate::support::store::*;
 use outscore::store::{now_ms, ReportStore, Store};
-use store_support::*;
 
 fn outscore(data_dir: &std::path::Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_outscore"))

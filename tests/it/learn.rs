@@ -4,17 +4,13 @@
 //! PostgreSQL; and `outscore learn` / `outscore model export|import` through
 //! the real binary.
 
-#[macro_use]
-mod store_support;
-mod classifier_support;
-mod http_support;
-
-use classifier_support::message;
-use http_support::{form, page, send};
+use crate::support::classifier::message;
+use crate::support::http::{form, page, send};
 
 use std::process::Command;
 use std::sync::Arc;
 
+use crate::support::store::*;
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
@@ -27,7 +23,6 @@ use outscore::pipeline::{Pipeline, PipelineOptions};
 use outscore::scoring::Engine;
 use outscore::store::{AuditLog, Label, LearnedVerdicts, ReportId, ReportStore, Store};
 use serde_json::{json, Value};
-use store_support::*;
 use tower::ServiceExt;
 
 both_backends!(
@@ -66,7 +61,7 @@ const HAM: &[&str] = &[
 
 /// A model that has learned enough of both classes to classify.
 fn trained() -> Model {
-    classifier_support::trained(SPAM, HAM).into_model()
+    crate::support::classifier::trained(SPAM, HAM).into_model()
 }
 
 /// Everything a test drives: data dir with a trained model, the running
@@ -121,7 +116,10 @@ async fn rig(store: &Store) -> Rig {
         )),
     );
     let learner = Arc::new(Learner::new(store.clone(), dir.path()).with_pipeline(pipeline.clone()));
-    let mut state = AppState::new(store.clone(), store_support::default_enforcer(store));
+    let mut state = AppState::new(
+        store.clone(),
+        crate::support::store::default_enforcer(store),
+    );
     state.learner = Some(learner.clone());
     Rig {
         dir,

@@ -8,14 +8,13 @@
 //! Without chromedriver the test says so and does not run, unless
 //! `OUTSCORE_REQUIRE_BROWSER=1` (as `scripts/test` sets), which makes it fail.
 
-mod store_support;
-
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::support::store::*;
 use base64::Engine as _;
 use chrono::Utc;
 use outscore::http::auth::{hash_secret, UserRecord};
@@ -23,7 +22,6 @@ use outscore::http::{db, serve_on, AppState, Role};
 use outscore::scoring::SymbolResult;
 use outscore::store::{AccountChange, AccountStatus, AccountStore, ReportStore, Store};
 use serde_json::{json, Value};
-use store_support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
@@ -402,7 +400,7 @@ async fn abuse_team_reviews_and_unblocks_in_chromium() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let stop = CancellationToken::new();
-    let enforcer = store_support::default_enforcer(&store);
+    let enforcer = crate::support::store::default_enforcer(&store);
     let data_dir = tempfile::tempdir().unwrap();
     let mut state = AppState::new(store.clone(), enforcer);
     state.learner = Some(std::sync::Arc::new(outscore::learn::Learner::new(

@@ -4,9 +4,6 @@
 //! unblock, 90-day rule) persists and reads back through the database, with
 //! its notifications delivered from the database outbox.
 
-#[path = "store_support/mod.rs"]
-mod store_support;
-
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,17 +27,22 @@ fn t(s: &str) -> DateTime<Utc> {
 
 /// Both backends; the second store of a pair is another relay on the same
 /// database (PostgreSQL) or another pool on the same file (SQLite).
-async fn backends() -> Vec<(&'static str, Store, Store, Option<store_support::PgDb>)> {
+async fn backends() -> Vec<(
+    &'static str,
+    Store,
+    Store,
+    Option<crate::support::store::PgDb>,
+)> {
     let mut out = Vec::new();
-    let sqlite = store_support::sqlite().await;
-    let second = Store::connect(&sqlite.url, store_support::options())
+    let sqlite = crate::support::store::sqlite().await;
+    let second = Store::connect(&sqlite.url, crate::support::store::options())
         .await
         .unwrap();
     let first = sqlite.store.clone();
     // Keep the temp dir alive for the test's duration.
     std::mem::forget(sqlite.dir);
     out.push(("sqlite", first, second, None));
-    if let Some(pg) = store_support::postgres().await {
+    if let Some(pg) = crate::support::store::postgres().await {
         let second = pg.second().await;
         out.push(("postgres", pg.store.clone(), second, Some(pg)));
     }

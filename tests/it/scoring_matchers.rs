@@ -8,8 +8,6 @@ use outscore::rules::matcher::{MatcherKind, RegexRules};
 use outscore::rules::Context;
 use outscore::scoring::scores::{parse_regex_rules, BUILTIN};
 
-mod common;
-
 fn engines() -> (RegexRules, RegexRules) {
     let text = BUILTIN.iter().find(|(n, _)| *n == "regex.toml").unwrap().1;
     let rules = parse_regex_rules(text).unwrap();
@@ -55,7 +53,7 @@ fn engines_agree_on_samples_and_every_rule_fires() {
 
 #[test]
 fn engines_agree_on_the_corpus() {
-    let Some(corpus) = common::shared_corpus() else {
+    let Some(corpus) = crate::support::common::shared_corpus() else {
         return;
     };
     let manifest = std::fs::read_to_string(corpus.join("MANIFEST.tsv")).unwrap();

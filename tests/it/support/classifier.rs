@@ -1,6 +1,5 @@
 //! Shared by the classifier test binaries: deterministic synthetic messages
 //! and a model trained on them.
-#![allow(dead_code)]
 
 use outscore::classifier::{Classifier, Model, MIN_LEARNED};
 

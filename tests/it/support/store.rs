@@ -1,6 +1,5 @@
 //! Shared by the store test binaries: open a fresh SQLite file or a fresh
 //! PostgreSQL schema, and build reports.
-#![allow(dead_code)]
 
 use std::io::Write;
 use std::net::IpAddr;
@@ -187,7 +186,7 @@ pub fn report(
 }
 
 /// Runs `$name(&Store)` once per backend: SQLite always, PostgreSQL when it
-/// is reachable (see [`postgres`]). Used by `#[macro_use] mod store_support;`.
+/// is reachable (see [`postgres`]). Available to every test module (`#[macro_use]` on `support`).
 #[allow(unused_macros)]
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {$(

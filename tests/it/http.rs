@@ -6,15 +6,12 @@
 //! policy enforcer: the pipeline sharing it sees an unblock at the next
 //! MAIL FROM, and the customer notification reaches a loopback webhook.
 
-#[macro_use]
-mod store_support;
-mod http_support;
-
-use http_support::{form, page, send};
+use crate::support::http::{form, page, send};
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use crate::support::store::*;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{header, Request, StatusCode};
@@ -35,7 +32,6 @@ use outscore::store::{
     AccountChange, AccountStatus, AccountStore, AuditLog, ReportStore, Store, StoredReport,
 };
 use serde_json::{json, Value};
-use store_support::*;
 
 both_backends!(
     probes_and_metrics_need_no_credential,
@@ -76,7 +72,7 @@ fn enforcer_with(store: &Store, notify: NotifyConfig) -> Arc<StoreEnforcer> {
         contact: Some("bob.owner@contact.example".into()),
         ..AccountEntry::default()
     });
-    store_support::enforcer_for(store, directory, notify)
+    crate::support::store::enforcer_for(store, directory, notify)
 }
 
 fn state(store: &Store) -> AppState {

@@ -3,8 +3,6 @@
 //! `host-record` and `mx-host` lines, killed on drop. `scripts/setup`
 //! installs it.
 
-#![allow(dead_code)]
-
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
