@@ -49,7 +49,7 @@ pub struct Daemon {
     server: Server<Pipeline>,
     pipeline: Arc<Pipeline>,
     rules: SharedRules,
-    events: Arc<crate::pipeline::StoreEnforcer>,
+    enforcer: Arc<crate::pipeline::StoreEnforcer>,
     store: Store,
     writer: store::WriterHandle,
     purger: store::Purger,
@@ -151,7 +151,7 @@ pub async fn build(config: &Config, rules: RuleSet) -> anyhow::Result<Daemon> {
         server,
         pipeline,
         rules,
-        events: enforcer,
+        enforcer,
         store,
         writer,
         purger,
@@ -176,7 +176,7 @@ impl Daemon {
     /// Recompile the rule set and the model from their files and swap them
     /// in; on error the ones in force stay. Returns what was reloaded.
     pub fn reload(&self) -> Result<String, String> {
-        reload(&self.config, &self.rules, &self.pipeline, &self.events)
+        reload(&self.config, &self.rules, &self.pipeline, &self.enforcer)
     }
 
     /// Serve until `shutdown` is cancelled, then stop in order. SIGHUP
@@ -188,7 +188,7 @@ impl Daemon {
                 self.config.clone(),
                 self.rules.clone(),
                 self.pipeline.clone(),
-                self.events.clone(),
+                self.enforcer.clone(),
             )?;
         }
         let http = self.http.map(|(listener, state)| {

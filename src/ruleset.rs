@@ -85,22 +85,11 @@ impl RuleSet {
             .as_deref()
             .map(|d| d.join("tiers.toml"))
             .filter(|p| p.exists());
-        let tiers = TierTable::load_dir(scores_dir.as_deref())
+        // Tiers, limits and the accounts directory, with their errors.
+        let directory_path = Policy::directory_path(config);
+        let policy = Policy::from_config(config)
             .map_err(|e| errors.extend(e.0))
             .ok();
-        let directory_path = Policy::directory_path(config);
-        let directory = match &directory_path {
-            Some(path) => Directory::load_csv(path)
-                .map_err(|list| {
-                    errors.extend(list.into_iter().map(|e| ConfigError {
-                        file: path.clone(),
-                        line: (e.line > 0).then_some(e.line),
-                        message: e.message,
-                    }))
-                })
-                .ok(),
-            None => Some(Directory::default()),
-        };
         let notifier = Notifier::new(
             config.notify.clone(),
             config.accounts.self_service_every_days,
@@ -120,14 +109,17 @@ impl RuleSet {
 
         if let Some(engine) = &engine {
             errors.extend(check_external(engine, scores_dir.as_deref()));
-            if let Some(tiers) = &tiers {
-                errors.extend(check_tier_sets(engine, tiers, tiers_path.as_deref()));
+            if let Some(policy) = &policy {
+                errors.extend(check_tier_sets(
+                    engine,
+                    &policy.tiers,
+                    tiers_path.as_deref(),
+                ));
             }
         }
-        match (engine, tiers, directory, notifier) {
-            (Some(engine), Some(tiers), Some(directory), Some(notifier)) if errors.is_empty() => {
-                let engine = engine.with_account_sensitivity(directory.sensitivities());
-                let policy = Policy::new(tiers, config.limits.clone(), &config.accounts, directory);
+        match (engine, policy, notifier) {
+            (Some(engine), Some(policy), Some(notifier)) if errors.is_empty() => {
+                let engine = engine.with_account_sensitivity(policy.directory.sensitivities());
                 Ok(RuleSet {
                     engine,
                     policy: Arc::new(policy),
