@@ -6,8 +6,8 @@ use chrono::{DateTime, Duration, Utc};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use outscore::config::{AccountsConfig, LimitsConfig};
 use outscore::policy::{
-    AccountFacts, AccountStatus, AuditEntry, Directory, History, Policy, Scored, SpamCounts,
-    TierTable,
+    AccountFacts, AccountStatus, AuditEntry, Directory, History, Outgoing, Policy, Scored,
+    SpamCounts, TierTable,
 };
 
 fn bench(c: &mut Criterion) {
@@ -25,6 +25,7 @@ fn bench(c: &mut Criterion) {
                     score: 18.0,
                     reject_score: 15.0,
                     symbols: &symbols,
+                    refused: false,
                 }),
                 black_box(&history),
             )
@@ -37,6 +38,7 @@ fn bench(c: &mut Criterion) {
                     score: 2.0,
                     reject_score: 15.0,
                     symbols: &symbols,
+                    refused: false,
                 }),
                 black_box(&History::default()),
             )
@@ -81,8 +83,9 @@ fn bench(c: &mut Criterion) {
                     score: 18.0,
                     reject_score: 15.0,
                     symbols: &symbols,
+                    refused: false,
                 }),
-                4096,
+                &Outgoing::sized(4096),
                 "0123456789abcdef",
                 now,
             )

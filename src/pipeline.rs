@@ -16,7 +16,7 @@ use crate::envelope::Envelope;
 use crate::milter::{Filter, FilterError, Message};
 use crate::notify::EventQueue;
 use crate::policy::service::{Enforcer, ServiceError};
-use crate::policy::{Gate, Scored};
+use crate::policy::{Gate, Outgoing, Refusal, Scored};
 use crate::ruleset::{RuleSet, SharedRules};
 use crate::scoring::{Engine, ExternalSymbol, ScanReport};
 use crate::smtp::{Decision, EomVerdict, HeaderEdit, SmtpReply};
@@ -155,6 +155,33 @@ impl Pipeline {
         self.accept(report)
     }
 
+    /// The verdict with no account history (`outscore scan`): a message
+    /// policy refuses a message under the line, else the score decides.
+    /// Returns the policy that refused, if one did.
+    pub fn verdict_offline(
+        &self,
+        report: &ScanReport,
+        envelope: &Envelope,
+        reject_score: f64,
+        size: u64,
+    ) -> (EomVerdict, Option<Refusal>) {
+        let message = Outgoing {
+            size,
+            rcpts: envelope.rcpts.len(),
+            dangerous_files: &report.message.dangerous_files,
+            foreign_header_from: &[],
+        };
+        let account = account_of(envelope).unwrap_or_default();
+        let refusal = self.rules.load().policy.message_refusal(&account, &message);
+        match &refusal {
+            Some(r) if report.score < reject_score => (
+                EomVerdict::with_decision(Decision::Reply(r.reply.clone())),
+                refusal,
+            ),
+            _ => (self.verdict_at(report, reject_score, "-"), refusal),
+        }
+    }
+
     /// Accept, with the score headers when configured.
     pub fn accept(&self, report: &ScanReport) -> EomVerdict {
         let mut verdict = EomVerdict::accept();
@@ -233,11 +260,25 @@ impl Pipeline {
         Some((self.enforcer.as_deref()?, account_of(envelope)?))
     }
 
-    /// Decide at end of message with the account's history: the tier, the
-    /// account action and the reply. The report gets its tier.
-    async fn enforce(&self, stored: &mut StoredReport, reject_score: f64, size: u64) -> EomVerdict {
+    /// Decide at end of message with the account's history: the message
+    /// policies, the tier, the account action and the reply. The report
+    /// gets its tier and the policy that refused it.
+    async fn enforce(
+        &self,
+        stored: &mut StoredReport,
+        reject_score: f64,
+        foreign_header_from: &[String],
+        size: u64,
+    ) -> EomVerdict {
+        let dangerous_files = stored.report.message.dangerous_files.clone();
+        let message = Outgoing {
+            size,
+            rcpts: stored.envelope.rcpts.len(),
+            dangerous_files: &dangerous_files,
+            foreign_header_from,
+        };
         let Some((enforcer, account)) = self.enforced(&stored.envelope) else {
-            return self.verdict_at(&stored.report, reject_score, stored.id.as_str());
+            return self.decide_without_history(stored, reject_score, &message);
         };
         let now = chrono::Utc::now();
         let names: Vec<&str> = stored
@@ -250,12 +291,13 @@ impl Pipeline {
             score: stored.report.score,
             reject_score,
             symbols: &names,
+            refused: false,
         };
         let outcome = async {
             // Fresh facts, not cached: the tier depends on the latest history.
             let mut facts = enforcer.facts(&account, now).await?;
             enforcer
-                .at_eom(&mut facts, &scored, size, stored.id.as_str(), now)
+                .at_eom(&mut facts, &scored, &message, stored.id.as_str(), now)
                 .await
         };
         match outcome.await {
@@ -264,6 +306,7 @@ impl Pipeline {
                     info!(account, tier = %tier.tier, explanation = %tier.explanation, "tier decided");
                     stored.tier = Some(tier.tier.to_string());
                 }
+                stored.report.refusal = out.refusal.map(|r| r.as_str().to_string());
                 if out.decision.is_refusal() {
                     EomVerdict::with_decision(out.decision)
                 } else {
@@ -271,11 +314,43 @@ impl Pipeline {
                 }
             }
             Err(e) => {
-                // Account state is out of reach: the score alone decides.
+                // Account state is out of reach: the message policies and
+                // the score alone decide.
                 warn!(account, error = %e, "account enforcement unavailable; deciding on the score");
-                self.verdict_at(&stored.report, reject_score, stored.id.as_str())
+                self.decide_without_history(stored, reject_score, &message)
             }
         }
+    }
+
+    /// No account history to weigh: a message policy refuses, else the
+    /// score decides.
+    fn decide_without_history(
+        &self,
+        stored: &mut StoredReport,
+        reject_score: f64,
+        message: &Outgoing<'_>,
+    ) -> EomVerdict {
+        let account = stored.account.as_deref().unwrap_or("");
+        if stored.report.score < reject_score {
+            if let Some(refusal) = self.rules.load().policy.message_refusal(account, message) {
+                stored.report.refusal = Some(refusal.reason.as_str().to_string());
+                return EomVerdict::with_decision(Decision::Reply(refusal.reply));
+            }
+        }
+        self.verdict_at(&stored.report, reject_score, stored.id.as_str())
+    }
+
+    /// A MAIL FROM the sending login may not use, when the policy refuses
+    /// it for this account.
+    fn mail_from_refusal(&self, envelope: &Envelope) -> Option<Refusal> {
+        let sender = self.identity.as_ref()?.sender(envelope)?;
+        if !sender.may_not_send_as(&envelope.mail_from) {
+            return None;
+        }
+        self.rules
+            .load()
+            .policy
+            .mail_from_refusal(&sender.account, &envelope.mail_from)
     }
 }
 
@@ -308,6 +383,16 @@ fn action_name(decision: &Decision) -> &'static str {
 
 impl Filter for Pipeline {
     async fn mail(&self, envelope: &Envelope) -> Decision {
+        if let Some(refusal) = self.mail_from_refusal(envelope) {
+            info!(
+                login = envelope.auth_login.as_deref().unwrap_or("-"),
+                from = %envelope.mail_from,
+                reason = refusal.reason.as_str(),
+                reply = %refusal.reply,
+                "refused at MAIL FROM"
+            );
+            return Decision::Reply(refusal.reply);
+        }
         let Some((enforcer, account)) = self.enforced(envelope) else {
             return Decision::Continue;
         };
@@ -343,20 +428,24 @@ impl Filter for Pipeline {
         message: Message,
     ) -> Result<EomVerdict, FilterError> {
         let engine = self.rules.load().engine.clone();
-        let external: Vec<ExternalSymbol> = match &self.identity {
-            Some(identity) => identity
-                .check(&envelope, &message.raw)
-                .await
-                .symbols
-                .into_iter()
-                .map(|s| ExternalSymbol {
-                    name: s.name.to_string(),
-                    factor: s.factor,
-                    evidence: s.evidence,
-                })
-                .collect(),
-            None => Vec::new(),
-        };
+        let (external, foreign_header_from): (Vec<ExternalSymbol>, Vec<String>) =
+            match &self.identity {
+                Some(identity) => {
+                    let outcome = identity.check(&envelope, &message.raw).await;
+                    let foreign = outcome.foreign_header_from();
+                    let symbols = outcome
+                        .symbols
+                        .into_iter()
+                        .map(|s| ExternalSymbol {
+                            name: s.name.to_string(),
+                            factor: s.factor,
+                            evidence: s.evidence,
+                        })
+                        .collect();
+                    (symbols, foreign)
+                }
+                None => (Vec::new(), Vec::new()),
+            };
         let reject_score = engine.reject_score_for(&envelope);
         // Parsing, classifier and rules are CPU work: off the async workers,
         // so a huge message never stalls other connections' replies.
@@ -374,12 +463,19 @@ impl Filter for Pipeline {
         .await
         .map_err(|e| FilterError(format!("scan failed: {e}")))?;
         let mut stored = StoredReport::new(envelope, report, None, "", message.raw.to_vec());
-        let verdict = self.enforce(&mut stored, reject_score, message.size).await;
+        let verdict = self
+            .enforce(
+                &mut stored,
+                reject_score,
+                &foreign_header_from,
+                message.size,
+            )
+            .await;
         stored.action = action_name(&verdict.decision).into();
-        let reply = match &verdict.decision {
-            Decision::Reply(reply) => reply.to_string(),
-            _ => "-".to_string(),
-        };
+        if let Decision::Reply(reply) = &verdict.decision {
+            stored.report.reply = Some(reply.to_string());
+        }
+        let reply = stored.report.reply.as_deref().unwrap_or("-");
         let (envelope, report) = (&stored.envelope, &stored.report);
         info!(
             report_id = %stored.id,
@@ -391,6 +487,7 @@ impl Filter for Pipeline {
             tier = stored.tier.as_deref().unwrap_or("-"),
             symbols = %report.symbols_line(),
             refused = verdict.decision.is_refusal(),
+            refusal = report.refusal.as_deref().unwrap_or("-"),
             reply = %reply,
             local = envelope.local_submission,
             "scored"

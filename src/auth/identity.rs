@@ -36,6 +36,21 @@ pub struct IdentityOutcome {
     pub symbols: Vec<IdentitySymbol>,
 }
 
+impl IdentityOutcome {
+    /// Header From addresses the sending account may not use.
+    pub fn foreign_header_from(&self) -> Vec<String> {
+        match &self.sender {
+            Some(sender) => self
+                .header_from
+                .iter()
+                .filter(|a| sender.may_not_send_as(a))
+                .cloned()
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+}
+
 /// SPF checker + accounts directory + rule options. One per daemon.
 pub struct IdentityChecker {
     spf: Option<SpfChecker>,

@@ -154,10 +154,17 @@ pub async fn account_command(config: Config, command: AccountCmd) -> anyhow::Res
             let audit = db.audit_entries(Some(&login), 50).await?;
             let unblocks = db.unblock_history(&login).await?;
             let entry = enforcer.policy().directory.get(&login);
+            let self_service = enforcer.self_service_check(&login, now).await?;
             if json {
+                let self_service = match &self_service {
+                    Ok(()) => serde_json::json!({"allowed": true}),
+                    Err(why) => serde_json::json!({"allowed": false, "why": why.to_string(),
+                        "detail": crate::policy::account::refusal("unblock", &login, why).map(|(_, d)| d)}),
+                };
                 println!(
                     "{}",
                     serde_json::json!({"facts": facts, "directory": entry,
+                        "self_service_unblock": self_service,
                         "unblocks": unblocks, "audit": audit})
                 );
             } else {
@@ -173,6 +180,12 @@ pub async fn account_command(config: Config, command: AccountCmd) -> anyhow::Res
                     println!("report:    {id}");
                 }
                 println!("contact:   {}", entry.contact.as_deref().unwrap_or("-"));
+                if facts.status.is_blocked() {
+                    match &self_service {
+                        Ok(()) => println!("self-service unblock: possible now"),
+                        Err(why) => println!("self-service unblock: not now: {why}"),
+                    }
+                }
                 println!(
                     "history:   spam last hour {}, last day {}; offences since reset {}; limit hits 24h {}; suspensions 90d {}; resets 90d {}",
                     facts.history.spam_last_hour,

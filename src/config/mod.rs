@@ -17,9 +17,12 @@ use serde::Deserialize;
 pub use dayzone::{parse_offset, DayZone};
 pub use duration::parse_duration;
 use policy::{
-    validate_accounts, validate_limits, validate_notify, RawAccounts, RawLimits, RawNotify,
+    validate_accounts, validate_limits, validate_message_policy, validate_notify, RawAccounts,
+    RawLimits, RawMessagePolicy, RawNotify,
 };
-pub use policy::{AccountsConfig, LimitsConfig, NotifyConfig, SmtpRelay};
+pub use policy::{
+    AccountsConfig, Enforce, LimitsConfig, MessagePolicyConfig, NotifyConfig, SmtpRelay,
+};
 
 use crate::diag::{line_of, read_file, ConfigError, ConfigErrors};
 use crate::milter::address::ListenAddr;
@@ -71,6 +74,8 @@ struct RawFile {
     notify: RawNotify,
     #[serde(default)]
     accounts: RawAccounts,
+    #[serde(default)]
+    message_policy: RawMessagePolicy,
     #[serde(default)]
     http: RawHttp,
 }
@@ -332,6 +337,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub notify: NotifyConfig,
     pub accounts: AccountsConfig,
+    pub message_policy: MessagePolicyConfig,
     pub http: HttpConfig,
 }
 
@@ -386,6 +392,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             notify: NotifyConfig::default(),
             accounts: AccountsConfig::default(),
+            message_policy: MessagePolicyConfig::default(),
             http: HttpConfig::default(),
         }
     }
@@ -468,6 +475,7 @@ impl Config {
         validate_limits(raw.limits, &mut config.limits, &mut errors);
         validate_notify(raw.notify, &mut config.notify, &mut errors);
         validate_accounts(raw.accounts, &mut config.accounts, &mut errors);
+        validate_message_policy(raw.message_policy, &mut config.message_policy, &mut errors);
         if errors.list.is_empty() {
             Ok(config)
         } else {

@@ -22,6 +22,8 @@ pub(super) struct RawLimits {
     repeat_offender_after: Option<toml::Spanned<i64>>,
     repeat_offender_period: Option<toml::Spanned<String>>,
     max_message_mb: Option<toml::Spanned<i64>>,
+    large_message_mb: Option<toml::Spanned<i64>>,
+    large_message_rcpts: Option<toml::Spanned<i64>>,
     day_utc_offset: Option<toml::Spanned<String>>,
     day_timezone: Option<toml::Spanned<String>>,
     hosted_domains: Option<Vec<String>>,
@@ -52,6 +54,10 @@ pub struct LimitsConfig {
     pub repeat_offender_period: Duration,
     /// Largest message accepted, in bytes.
     pub max_message_bytes: u64,
+    /// A message larger than this (bytes, as received)…
+    pub large_message_bytes: u64,
+    /// …may have at most this many recipients.
+    pub large_message_rcpts: u64,
     /// The local day the daily budget resets in (00:00 local): a named
     /// time zone follows daylight saving time, a fixed offset does not.
     pub day_zone: DayZone,
@@ -75,6 +81,8 @@ impl Default for LimitsConfig {
             repeat_offender_after: 2,
             repeat_offender_period: Duration::from_secs(30 * 86_400),
             max_message_bytes: 30 * 1024 * 1024,
+            large_message_bytes: 10 * 1024 * 1024,
+            large_message_rcpts: 10,
             day_zone: DayZone::default(),
             hosted_domains: Vec::new(),
             reply_too_many_rcpts: SmtpReply::parse("452 4.5.3 Too many recipients").expect("valid"),
@@ -186,6 +194,81 @@ impl Default for AccountsConfig {
     }
 }
 
+/// Whether a message policy refuses the message or only adds its symbol's
+/// score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Enforce {
+    Refuse,
+    Score,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMessagePolicy {
+    dangerous_attachments: Option<Enforce>,
+    sender_mismatch: Option<Enforce>,
+    sender_mismatch_for: Option<std::collections::BTreeMap<String, Enforce>>,
+}
+
+/// `[message_policy]`: the providers' rules that refuse a message whatever
+/// its score. A refusal names the rule in its reply and is not an account
+/// action by itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessagePolicyConfig {
+    /// Attachments with a dangerous extension or executable content, also
+    /// inside archives.
+    pub dangerous_attachments: Enforce,
+    /// Sending as an address the login may not use (MAIL FROM, header From).
+    pub sender_mismatch: Enforce,
+    /// Per account (`login`) or domain (`example.com`): overrides
+    /// `sender_mismatch`. Keys are lower-case.
+    pub sender_mismatch_for: std::collections::BTreeMap<String, Enforce>,
+}
+
+impl Default for MessagePolicyConfig {
+    fn default() -> Self {
+        MessagePolicyConfig {
+            dangerous_attachments: Enforce::Refuse,
+            sender_mismatch: Enforce::Refuse,
+            sender_mismatch_for: Default::default(),
+        }
+    }
+}
+
+impl MessagePolicyConfig {
+    /// The sender-mismatch rule for `account`: its own entry, else its
+    /// domain's, else the default.
+    pub fn sender_mismatch_for(&self, account: &str) -> Enforce {
+        let account = account.trim().to_ascii_lowercase();
+        let domain = account.rsplit_once('@').map(|(_, d)| d);
+        self.sender_mismatch_for
+            .get(&account)
+            .or_else(|| domain.and_then(|d| self.sender_mismatch_for.get(d)))
+            .copied()
+            .unwrap_or(self.sender_mismatch)
+    }
+}
+
+pub(super) fn validate_message_policy(
+    raw: RawMessagePolicy,
+    into: &mut MessagePolicyConfig,
+    _errors: &mut Errors<'_>,
+) {
+    if let Some(e) = raw.dangerous_attachments {
+        into.dangerous_attachments = e;
+    }
+    if let Some(e) = raw.sender_mismatch {
+        into.sender_mismatch = e;
+    }
+    if let Some(map) = raw.sender_mismatch_for {
+        into.sender_mismatch_for = map
+            .into_iter()
+            .map(|(k, v)| (k.trim().trim_start_matches('@').to_ascii_lowercase(), v))
+            .collect();
+    }
+}
+
 fn reply(
     errors: &mut Errors<'_>,
     value: Option<toml::Spanned<String>>,
@@ -237,6 +320,12 @@ pub(super) fn validate_limits(raw: RawLimits, into: &mut LimitsConfig, errors: &
     );
     if let Some(n) = errors.positive(raw.max_message_mb, "limits.max_message_mb", 1 << 20) {
         into.max_message_bytes = n as u64 * 1024 * 1024;
+    }
+    if let Some(n) = errors.positive(raw.large_message_mb, "limits.large_message_mb", 1 << 20) {
+        into.large_message_bytes = n as u64 * 1024 * 1024;
+    }
+    if let Some(n) = errors.positive(raw.large_message_rcpts, "limits.large_message_rcpts", big) {
+        into.large_message_rcpts = n as u64;
     }
     match (raw.day_timezone, raw.day_utc_offset) {
         (Some(_), Some(offset)) => errors.push(

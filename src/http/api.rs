@@ -377,38 +377,7 @@ fn service_error(e: ServiceError) -> ApiError {
     }
 }
 
-/// The documented refusal code (README, "Account actions") and detail of a
-/// policy refusal of `action`; `None` when the refusal is not a conflict
-/// with the account's state.
-pub fn refusal(
-    action: &str,
-    account: &str,
-    why: &TransitionError,
-) -> Option<(&'static str, serde_json::Value)> {
-    let (code, mut detail) = match why {
-        TransitionError::TooSoon {
-            last, next, days, ..
-        } => (
-            "too_soon",
-            json!({"last": last, "next": next, "days": days}),
-        ),
-        TransitionError::NeverSelfService { tier, .. } => ("mass_abuse", json!({"tier": tier})),
-        TransitionError::ManualSuspension { .. } => ("manual_suspension", json!({})),
-        TransitionError::PasswordResetRequired { .. } => ("password_reset_required", json!({})),
-        TransitionError::ResetDoesNotLiftSuspension { .. } => ("not_waiting_for_reset", json!({})),
-        TransitionError::NotBlocked(_) if action == "password-reset-done" => {
-            ("not_waiting_for_reset", json!({}))
-        }
-        TransitionError::NotBlocked(_) => ("not_blocked", json!({})),
-        TransitionError::Changed { .. } => ("changed", json!({})),
-        TransitionError::ReasonRequired
-        | TransitionError::NotAllowed
-        | TransitionError::NotASuspensionTier { .. } => return None,
-    };
-    detail["refusal"] = json!(code);
-    detail["account"] = json!(account);
-    Some((code, detail))
-}
+pub use crate::policy::account::refusal;
 
 /// Apply an account action for `who` (abuse role) through the policy's
 /// enforcer: the same rules, audit entries, cache invalidation and

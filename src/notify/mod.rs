@@ -93,8 +93,16 @@ impl Notifier {
     /// Subject and body of the suspension e-mail.
     pub fn render(&self, event: &Event) -> (String, String) {
         let how = if event.self_service {
+            let when = match event.self_service_from {
+                Some(from) if from > event.at => format!(
+                    " from {} (the complaint period of {} ends then)",
+                    from.format("%Y-%m-%d %H:%M UTC"),
+                    event.tier.map(|t| t.as_str()).unwrap_or("this block")
+                ),
+                _ => String::new(),
+            };
             format!(
-                "Change the mailbox password and check your devices and website for malware, then unblock the account from the control panel. Self-service unblocking is possible once every {} days; otherwise contact the abuse team.",
+                "Change the mailbox password and check your devices and website for malware, then unblock the account from the control panel{when}. Self-service unblocking is possible once every {} days; otherwise contact the abuse team.",
                 self.self_service_days
             )
         } else {

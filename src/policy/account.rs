@@ -135,10 +135,58 @@ pub enum TransitionError {
         next: DateTime<Utc>,
         days: i64,
     },
+    #[error(
+        "account {account} was suspended under {tier} on {since}; self-service unblock is possible once the complaint period has passed, from {next}; until then only the abuse team can unblock"
+    )]
+    ComplaintPeriod {
+        account: String,
+        tier: Tier,
+        since: DateTime<Utc>,
+        next: DateTime<Utc>,
+    },
     #[error("the abuse team must give a reason")]
     ReasonRequired,
     #[error("only the account's owner or the abuse team can do this")]
     NotAllowed,
+}
+
+/// The documented refusal code (README, "Account actions") and detail of a
+/// policy refusal of `action`; `None` when the refusal is not a conflict
+/// with the account's state.
+pub fn refusal(
+    action: &str,
+    account: &str,
+    why: &TransitionError,
+) -> Option<(&'static str, serde_json::Value)> {
+    let (code, mut detail) = match why {
+        TransitionError::TooSoon {
+            last, next, days, ..
+        } => (
+            "too_soon",
+            json!({"last": last, "next": next, "days": days}),
+        ),
+        TransitionError::ComplaintPeriod {
+            tier, since, next, ..
+        } => (
+            "complaint_period",
+            json!({"tier": tier, "since": since, "next": next}),
+        ),
+        TransitionError::NeverSelfService { tier, .. } => ("mass_abuse", json!({"tier": tier})),
+        TransitionError::ManualSuspension { .. } => ("manual_suspension", json!({})),
+        TransitionError::PasswordResetRequired { .. } => ("password_reset_required", json!({})),
+        TransitionError::ResetDoesNotLiftSuspension { .. } => ("not_waiting_for_reset", json!({})),
+        TransitionError::NotBlocked(_) if action == "password-reset-done" => {
+            ("not_waiting_for_reset", json!({}))
+        }
+        TransitionError::NotBlocked(_) => ("not_blocked", json!({})),
+        TransitionError::Changed { .. } => ("changed", json!({})),
+        TransitionError::ReasonRequired
+        | TransitionError::NotAllowed
+        | TransitionError::NotASuspensionTier { .. } => return None,
+    };
+    detail["refusal"] = json!(code);
+    detail["account"] = json!(account);
+    Some((code, detail))
 }
 
 /// A state change to persist, with its audit entry.
@@ -256,18 +304,20 @@ pub fn reset_done(
 
 /// The self-service rule: may the account be unblocked without the abuse
 /// team now? Only a suspension made by a tier that is self-service
-/// (`self_service_tier`), and not within `rule.self_service_every` of the
-/// last unblock of any kind. A password-reset block is lifted by
+/// (`self_service_after` gives its complaint period, `None` for a tier the
+/// customer can never unblock), once that period has passed since the
+/// suspension, and not within `rule.self_service_every` of the last unblock
+/// of any kind. A password-reset block is lifted by
 /// [`reset_done`] instead.
 pub fn self_service_check(
     account: &str,
     current: &AccountStatus,
     earlier: &[UnblockRecord],
-    self_service_tier: impl Fn(Tier) -> bool,
+    self_service_after: impl Fn(Tier) -> Option<Duration>,
     rule: UnblockRule,
     now: DateTime<Utc>,
 ) -> Result<(), TransitionError> {
-    match current {
+    let complaint_ends = match current {
         AccountStatus::Active => return Err(TransitionError::NotBlocked(account.to_string())),
         AccountStatus::PasswordResetRequired { .. } => {
             return Err(TransitionError::PasswordResetRequired {
@@ -280,26 +330,46 @@ pub fn self_service_check(
             })
         }
         AccountStatus::Suspended {
-            tier: Some(tier), ..
+            tier: Some(tier),
+            since,
+            ..
         } => {
-            if !self_service_tier(*tier) {
+            let Some(period) = self_service_after(*tier) else {
                 return Err(TransitionError::NeverSelfService {
                     account: account.to_string(),
                     tier: *tier,
                 });
-            }
+            };
+            (*tier, *since, *since + period)
         }
-    }
-    if let Some(last) = earlier.iter().map(|u| u.at).max() {
-        let next = last + rule.self_service_every;
-        if now < next {
+    };
+    // Both rules may hold the unblock back: the one that ends last is the
+    // one to tell the customer about.
+    let too_soon = earlier
+        .iter()
+        .map(|u| u.at)
+        .max()
+        .map(|last| (last, last + rule.self_service_every))
+        .filter(|(_, next)| now < *next);
+    let complaint = Some(complaint_ends).filter(|(_, _, next)| now < *next);
+    match (complaint, too_soon) {
+        (Some((tier, since, next)), soon) if soon.is_none_or(|(_, n)| n <= next) => {
+            return Err(TransitionError::ComplaintPeriod {
+                account: account.to_string(),
+                tier,
+                since,
+                next,
+            })
+        }
+        (_, Some((last, next))) => {
             return Err(TransitionError::TooSoon {
                 account: account.to_string(),
                 last,
                 next,
                 days: rule.self_service_every.num_days(),
-            });
+            })
         }
+        _ => {}
     }
     Ok(())
 }
@@ -314,14 +384,14 @@ pub fn self_service_unblock(
     earlier: &[UnblockRecord],
     by: &Actor,
     reason: Option<&str>,
-    self_service_tier: impl Fn(Tier) -> bool,
+    self_service_after: impl Fn(Tier) -> Option<Duration>,
     rule: UnblockRule,
     now: DateTime<Utc>,
 ) -> Result<Transition, TransitionError> {
     if matches!(by, Actor::System) {
         return Err(TransitionError::NotAllowed);
     }
-    self_service_check(account, current, earlier, self_service_tier, rule, now)?;
+    self_service_check(account, current, earlier, self_service_after, rule, now)?;
     Ok(unblocked(account, current, by, reason, true, now))
 }
 
@@ -423,7 +493,7 @@ mod tests {
 
     fn suspended(tier: Option<Tier>) -> AccountStatus {
         AccountStatus::Suspended {
-            since: Utc::now(),
+            since: Utc::now() - Duration::days(1),
             tier,
             report_id: None,
             reason: "spam run".into(),
@@ -444,6 +514,7 @@ mod tests {
             TransitionError::NeverSelfService { .. } => "mass",
             TransitionError::ManualSuspension { .. } => "manual",
             TransitionError::TooSoon { .. } => "soon",
+            TransitionError::ComplaintPeriod { .. } => "complaint",
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -479,12 +550,45 @@ mod tests {
                 "a@example.com",
                 &status,
                 &earlier,
-                |t| t != Tier::LSpam40,
+                |t| (t != Tier::LSpam40).then(Duration::zero),
                 UnblockRule::default(),
                 now,
             );
             assert_eq!(got.as_ref().err().map(code), want, "case {i}: {got:?}");
         }
+    }
+
+    #[test]
+    fn self_service_waits_for_the_complaint_period() {
+        let since = Utc::now();
+        let l30 = AccountStatus::Suspended {
+            since,
+            tier: Some(Tier::LSpam30),
+            report_id: None,
+            reason: "spam run".into(),
+        };
+        let period = |_| Some(Duration::hours(72));
+        let check = |now| {
+            self_service_check(
+                "a@example.com",
+                &l30,
+                &[],
+                period,
+                UnblockRule::default(),
+                now,
+            )
+        };
+        match check(since + Duration::hours(71)) {
+            Err(TransitionError::ComplaintPeriod { next, tier, .. }) => {
+                assert_eq!(next, since + Duration::hours(72));
+                assert_eq!(tier, Tier::LSpam30);
+            }
+            other => panic!("expected the complaint period, got {other:?}"),
+        }
+        assert_eq!(check(since + Duration::hours(72)), Ok(()));
+        // The abuse team is bound by no period.
+        let abuse = Actor::Abuse("maria".into());
+        assert!(lift("a@example.com", &l30, &abuse, Some("verified"), since).is_ok());
     }
 
     #[test]
@@ -529,7 +633,7 @@ mod tests {
             &[],
             &abuse,
             Some("customer request"),
-            |_| true,
+            |_| Some(Duration::zero()),
             UnblockRule::default(),
             now,
         )
@@ -542,7 +646,7 @@ mod tests {
                 &[unblocked(3, false, now)],
                 &abuse,
                 Some("again"),
-                |_| true,
+                |_| Some(Duration::zero()),
                 UnblockRule::default(),
                 now,
             ),

@@ -65,6 +65,7 @@ impl AccountFacts {
         facts.unblocks = unblocks;
         facts.history.spam_last_hour = spam.last_hour(now);
         facts.history.spam_last_day = spam.last_day(now);
+        facts.history.refusals_last_hour = spam.refusals_last_hour(now);
         for e in entries {
             let from = e.detail.get("from").and_then(|f| f.as_str());
             match e.action.as_str() {

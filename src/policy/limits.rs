@@ -61,10 +61,21 @@ pub fn spam_keys(account: &str, now: DateTime<Utc>) -> [CounterKey; 2] {
     ]
 }
 
-/// The four spam counter cells to read for [`SpamCounts`]: this and the
-/// previous hour, this and the previous day.
-pub fn spam_read_keys(account: &str, now: DateTime<Utc>) -> [CounterKey; 4] {
+/// The counter cell of message-policy refusals this hour.
+pub fn refusal_key(account: &str, now: DateTime<Utc>) -> CounterKey {
+    let ms = now.timestamp_millis();
+    CounterKey {
+        key: format!("refused_h:{account}"),
+        window_start: ms.div_euclid(HOUR_MS) * HOUR_MS,
+    }
+}
+
+/// The counter cells to read for [`SpamCounts`]: spam this and the
+/// previous hour, this and the previous day, refusals this and the
+/// previous hour.
+pub fn spam_read_keys(account: &str, now: DateTime<Utc>) -> [CounterKey; 6] {
     let [h, d] = spam_keys(account, now);
+    let r = refusal_key(account, now);
     [
         CounterKey {
             window_start: h.window_start - HOUR_MS,
@@ -76,6 +87,11 @@ pub fn spam_read_keys(account: &str, now: DateTime<Utc>) -> [CounterKey; 4] {
             ..d.clone()
         },
         d,
+        CounterKey {
+            window_start: r.window_start - HOUR_MS,
+            ..r.clone()
+        },
+        r,
     ]
 }
 
@@ -88,9 +104,28 @@ pub struct SpamCounts {
     pub this_hour: u64,
     pub previous_day: u64,
     pub this_day: u64,
+    /// Message-policy refusals.
+    #[serde(default)]
+    pub refusals_previous_hour: u64,
+    #[serde(default)]
+    pub refusals_this_hour: u64,
 }
 
 impl SpamCounts {
+    /// The values of the cells of [`spam_read_keys`], in its order.
+    pub fn from_cells(cells: [u64; 6]) -> SpamCounts {
+        let [previous_hour, this_hour, previous_day, this_day, refusals_previous_hour, refusals_this_hour] =
+            cells;
+        SpamCounts {
+            previous_hour,
+            this_hour,
+            previous_day,
+            this_day,
+            refusals_previous_hour,
+            refusals_this_hour,
+        }
+    }
+
     fn sliding(previous: u64, current: u64, len: i64, now: DateTime<Utc>) -> u64 {
         let into = now.timestamp_millis().rem_euclid(len);
         let weight = (len - into) as f64 / len as f64;
@@ -103,6 +138,15 @@ impl SpamCounts {
 
     pub fn last_day(&self, now: DateTime<Utc>) -> u64 {
         Self::sliding(self.previous_day, self.this_day, DAY_MS, now)
+    }
+
+    pub fn refusals_last_hour(&self, now: DateTime<Utc>) -> u64 {
+        Self::sliding(
+            self.refusals_previous_hour,
+            self.refusals_this_hour,
+            HOUR_MS,
+            now,
+        )
     }
 }
 

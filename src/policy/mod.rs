@@ -24,6 +24,7 @@ pub mod account;
 pub mod directory;
 pub mod history;
 pub mod limits;
+pub mod message;
 pub mod service;
 pub mod store;
 pub mod tiers;
@@ -32,7 +33,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::config::{AccountsConfig, Config, LimitsConfig};
+use crate::config::{AccountsConfig, Config, LimitsConfig, MessagePolicyConfig};
 
 use crate::diag::{ConfigError, ConfigErrors};
 use crate::smtp::{Decision, SmtpReply};
@@ -44,6 +45,7 @@ pub use account::{
 pub use directory::{AccountEntry, Directory, Sensitivity};
 pub use history::AccountFacts;
 pub use limits::{CounterKey, SpamCounts};
+pub use message::{Outgoing, Refusal, RefusalReason};
 pub use tiers::{Family, History, Scored, Tier, TierDecision, TierTable};
 
 /// Something to persist or send because of a decision.
@@ -74,6 +76,10 @@ pub struct Event {
     pub reason: String,
     /// Whether the customer may unblock themselves.
     pub self_service: bool,
+    /// From when, once the tier's complaint period has passed (suspensions
+    /// only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_service_from: Option<DateTime<Utc>>,
 }
 
 /// Why a gate refused.
@@ -149,6 +155,8 @@ pub struct EomOutcome {
     /// `Continue` (accept with headers) or the refusal.
     pub decision: Decision,
     pub tier: Option<TierDecision>,
+    /// The message policy the message broke, if any.
+    pub refusal: Option<RefusalReason>,
     pub effects: Vec<Effect>,
 }
 
@@ -159,6 +167,8 @@ pub struct Policy {
     pub limits: LimitsConfig,
     pub directory: Directory,
     pub unblock_rule: UnblockRule,
+    /// The message policies (attachments, sender mismatch).
+    pub messages: MessagePolicyConfig,
 }
 
 impl Policy {
@@ -175,6 +185,7 @@ impl Policy {
             unblock_rule: UnblockRule {
                 self_service_every: chrono::Duration::days(accounts.self_service_every_days.into()),
             },
+            messages: MessagePolicyConfig::default(),
         }
     }
 
@@ -199,12 +210,10 @@ impl Policy {
             None => Ok(Directory::default()),
         };
         match (tiers, directory) {
-            (Ok(tiers), Ok(directory)) => Ok(Policy::new(
-                tiers,
-                config.limits.clone(),
-                &config.accounts,
-                directory,
-            )),
+            (Ok(tiers), Ok(directory)) => Ok(Policy {
+                messages: config.message_policy.clone(),
+                ..Policy::new(tiers, config.limits.clone(), &config.accounts, directory)
+            }),
             (Err(a), Err(b)) => Err(ConfigErrors(a.0.into_iter().chain(b.0).collect())),
             (Err(e), _) | (_, Err(e)) => Err(e),
         }
@@ -362,43 +371,58 @@ impl Policy {
         gate
     }
 
-    /// End of message: counted size, tier, account action, spam counters.
+    /// End of message: counted size, message policies, tier, account
+    /// action, spam and refusal counters. A message-policy refusal alone
+    /// changes no account; a spam tier (which may count repeated refusals)
+    /// does, and its reply wins.
     pub fn at_eom(
         &self,
         facts: &mut AccountFacts,
         scored: &Scored<'_>,
-        size: u64,
+        message: &Outgoing<'_>,
         report_id: &str,
         now: DateTime<Utc>,
     ) -> EomOutcome {
-        if size > self.limits.max_message_bytes {
+        if message.size > self.limits.max_message_bytes {
             return EomOutcome {
                 decision: Decision::Reply(self.limits.reply_size.clone()),
                 tier: None,
+                refusal: None,
                 effects: Vec::new(),
             };
         }
+        let refusal = self.message_refusal(&facts.account, message);
+        let scored = Scored {
+            refused: refusal.is_some(),
+            ..*scored
+        };
         let mut effects = Vec::new();
         if scored.is_spam() {
             for key in limits::spam_keys(&facts.account, now) {
                 effects.push(Effect::Bump(key));
             }
         }
-        let Some(decision) = self.tiers.evaluate(scored, &facts.history) else {
-            if scored.is_spam() {
-                facts.history.spam_last_hour += 1;
-                facts.history.spam_last_day += 1;
-            }
-            return EomOutcome {
-                decision: Decision::Continue,
-                tier: None,
-                effects,
-            };
-        };
+        if scored.refused {
+            effects.push(Effect::Bump(limits::refusal_key(&facts.account, now)));
+        }
+        let decision = self.tiers.evaluate(&scored, &facts.history);
         if scored.is_spam() {
             facts.history.spam_last_hour += 1;
             facts.history.spam_last_day += 1;
         }
+        if scored.refused {
+            facts.history.refusals_last_hour += 1;
+        }
+        let Some(decision) = decision else {
+            return EomOutcome {
+                decision: refusal
+                    .as_ref()
+                    .map_or(Decision::Continue, |r| Decision::Reply(r.reply.clone())),
+                tier: None,
+                refusal: refusal.map(|r| r.reason),
+                effects,
+            };
+        };
         let reply = self.tiers.reply(decision.tier, report_id);
         if let Some(transition) =
             apply_tier(&facts.account, &facts.status, &decision, report_id, now)
@@ -418,12 +442,15 @@ impl Policy {
                 at: now,
                 reason: decision.explanation.clone(),
                 self_service: decision.self_service,
+                self_service_from: (decision.self_service && decision.family == Family::Suspension)
+                    .then(|| now + self.tiers.info(decision.tier).complaint_period),
             }));
             effects.push(Effect::Transition(transition));
         }
         EomOutcome {
             decision: Decision::Reply(reply),
             tier: Some(decision),
+            refusal: refusal.map(|r| r.reason),
             effects,
         }
     }
@@ -456,7 +483,7 @@ impl Policy {
             account,
             status,
             unblocks,
-            |tier| self.tiers.info(tier).self_service,
+            |tier| self.tiers.self_service_after(tier),
             self.unblock_rule,
             now,
         )
@@ -477,7 +504,7 @@ impl Policy {
             &facts.unblocks,
             by,
             reason,
-            |tier| self.tiers.info(tier).self_service,
+            |tier| self.tiers.self_service_after(tier),
             self.unblock_rule,
             now,
         )?;
@@ -521,6 +548,7 @@ impl Policy {
             at: now,
             reason: t.audit.actor.clone(),
             self_service: t.unblock.as_ref().is_some_and(|u| u.self_service),
+            self_service_from: None,
         }
     }
 }

@@ -145,16 +145,11 @@ impl<R: AccountRepo, C: VolumeCounters, E: EventSink> Enforcer<R, C, E> {
         let since = now - period.max(Duration::days(90));
         let audit = self.repo.audit_since(account, since).await?;
         let unblocks = self.repo.unblocks(account).await?;
-        let mut cells = [0u64; 4];
+        let mut cells = [0u64; 6];
         for (cell, key) in cells.iter_mut().zip(spam_read_keys(account, now)) {
             *cell = self.counters.get(&key).await?;
         }
-        let spam = SpamCounts {
-            previous_hour: cells[0],
-            this_hour: cells[1],
-            previous_day: cells[2],
-            this_day: cells[3],
-        };
+        let spam = SpamCounts::from_cells(cells);
         Ok(AccountFacts::derive(
             account, status, &audit, unblocks, spam, period, now,
         ))
@@ -231,11 +226,11 @@ impl<R: AccountRepo, C: VolumeCounters, E: EventSink> Enforcer<R, C, E> {
         &self,
         facts: &mut AccountFacts,
         scored: &Scored<'_>,
-        size: u64,
+        message: &super::Outgoing<'_>,
         report_id: &str,
         now: DateTime<Utc>,
     ) -> Result<EomOutcome, ServiceError> {
-        let out = self.policy().at_eom(facts, scored, size, report_id, now);
+        let out = self.policy().at_eom(facts, scored, message, report_id, now);
         if !out.effects.is_empty() {
             // Spam counters moved: the next message must see them.
             self.cache.forget(&facts.account);
@@ -342,6 +337,7 @@ impl<R: AccountRepo, C: VolumeCounters, E: EventSink> Enforcer<R, C, E> {
             at: now,
             reason: reason.to_string(),
             self_service: false,
+            self_service_from: None,
         };
         self.persist(&[Effect::Transition(t.clone()), Effect::Notify(event)])
             .await?;

@@ -114,6 +114,10 @@ pub struct History {
     pub suspensions_90d: u64,
     /// Password resets confirmed in the last 90 days.
     pub resets_90d: u64,
+    /// Messages refused by a message policy (attachment, sender mismatch,
+    /// large message) in the last hour.
+    #[serde(default)]
+    pub refusals_last_hour: u64,
 }
 
 /// One scored message as the tier rules see it.
@@ -123,6 +127,8 @@ pub struct Scored<'a> {
     /// The threshold in force for this sender (sensitivity applied).
     pub reject_score: f64,
     pub symbols: &'a [&'a str],
+    /// A message policy refuses this message (set by the policy itself).
+    pub refused: bool,
 }
 
 impl Scored<'_> {
@@ -156,6 +162,7 @@ enum Count {
     LimitHitsLastDay,
     Suspensions90d,
     Resets90d,
+    RefusalsLastHour,
 }
 
 impl Count {
@@ -167,11 +174,12 @@ impl Count {
             Count::LimitHitsLastDay => "limit_hits_last_day",
             Count::Suspensions90d => "suspensions_90d",
             Count::Resets90d => "resets_90d",
+            Count::RefusalsLastHour => "refusals_last_hour",
         }
     }
 
-    fn value(self, h: &History, this_is_spam: bool) -> u64 {
-        let this = u64::from(this_is_spam);
+    fn value(self, h: &History, message: &Scored<'_>) -> u64 {
+        let this = u64::from(message.is_spam());
         match self {
             Count::SpamLastHour => h.spam_last_hour + this,
             Count::SpamLastDay => h.spam_last_day + this,
@@ -179,6 +187,7 @@ impl Count {
             Count::LimitHitsLastDay => h.limit_hits_last_day,
             Count::Suspensions90d => h.suspensions_90d,
             Count::Resets90d => h.resets_90d,
+            Count::RefusalsLastHour => h.refusals_last_hour + u64::from(message.refused),
         }
     }
 }
@@ -199,6 +208,10 @@ pub struct TierInfo {
     /// Reply template with `{tier}` and `{report_id}`.
     pub reply: String,
     pub self_service: bool,
+    /// How long a suspension under this tier lasts at least before the
+    /// customer may unblock it themselves (the providers' "complaint
+    /// period"); the abuse team can lift it at any time.
+    pub complaint_period: chrono::Duration,
 }
 
 /// The loaded, validated tier table.
@@ -227,6 +240,7 @@ struct RawTier {
     doc: Option<String>,
     reply: Option<String>,
     self_service: Option<bool>,
+    complaint_period: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -241,9 +255,20 @@ struct RawRule {
     limit_hits_last_day: Option<u64>,
     suspensions_90d: Option<u64>,
     resets_90d: Option<u64>,
+    refusals_last_hour: Option<u64>,
     /// Free text for the analyst; ignored.
     #[allow(dead_code)]
     doc: Option<String>,
+}
+
+/// The complaint period of a tier unless `tiers.toml` sets one: a day for
+/// a first suspension, three days for a spam run or a relapse.
+fn default_complaint_period(tier: Tier) -> chrono::Duration {
+    match tier {
+        Tier::LSpam20 | Tier::LSpam21 => chrono::Duration::hours(24),
+        Tier::LSpam30 | Tier::LSpam31 | Tier::LSpam40 => chrono::Duration::hours(72),
+        _ => chrono::Duration::zero(),
+    }
 }
 
 fn default_reply(tier: Tier) -> String {
@@ -309,6 +334,7 @@ impl TierTable {
                         doc: String::new(),
                         reply: default_reply(t),
                         self_service: t != Tier::LSpam40,
+                        complaint_period: default_complaint_period(t),
                     },
                 )
             })
@@ -341,6 +367,24 @@ impl TierTable {
                     Err(e) => errors.push(err(
                         Some(line),
                         format!("[tiers.{name}] reply {reply:?}: {e}"),
+                    )),
+                }
+            }
+            if let Some(period) = raw_tier.complaint_period {
+                let parsed = crate::config::parse_duration(&period).and_then(|d| {
+                    chrono::Duration::from_std(d).map_err(|_| format!("{period:?} is too long"))
+                });
+                match parsed {
+                    Ok(d) if tier.family() == Family::Suspension => info.complaint_period = d,
+                    Ok(_) => errors.push(err(
+                        Some(line),
+                        format!(
+                            "[tiers.{name}] complaint_period applies to suspension tiers only ({name} asks for a password change)"
+                        ),
+                    )),
+                    Err(e) => errors.push(err(
+                        Some(line),
+                        format!("[tiers.{name}] complaint_period: {e}"),
                     )),
                 }
             }
@@ -396,6 +440,7 @@ impl TierTable {
                 (Count::LimitHitsLastDay, r.limit_hits_last_day),
                 (Count::Suspensions90d, r.suspensions_90d),
                 (Count::Resets90d, r.resets_90d),
+                (Count::RefusalsLastHour, r.refusals_last_hour),
             ]
             .into_iter()
             .filter_map(|(c, v)| v.map(|v| (c, v)))
@@ -428,8 +473,16 @@ impl TierTable {
 
     /// The first rule that holds, or `None`: the message is accepted.
     pub fn evaluate(&self, message: &Scored<'_>, history: &History) -> Option<TierDecision> {
-        let spam = message.is_spam();
         let (index, rule, symbol) = self.rules.iter().enumerate().find_map(|(i, rule)| {
+            // Repeated refusals escalate only on a message that is refused.
+            if !message.refused
+                && rule
+                    .counts
+                    .iter()
+                    .any(|(c, _)| *c == Count::RefusalsLastHour)
+            {
+                return None;
+            }
             if rule
                 .score_ratio
                 .is_some_and(|ratio| message.score < ratio * message.reject_score)
@@ -450,7 +503,7 @@ impl TierTable {
             };
             rule.counts
                 .iter()
-                .all(|&(count, min)| count.value(history, spam) >= min)
+                .all(|&(count, min)| count.value(history, message) >= min)
                 .then_some((i, rule, symbol))
         })?;
         // Only the matching rule is explained (no formatting for the others).
@@ -468,7 +521,7 @@ impl TierTable {
             why.push(format!(
                 "{} {} >= {min}",
                 count.name(),
-                count.value(history, spam)
+                count.value(history, message)
             ));
         }
         let file = self
@@ -504,6 +557,13 @@ impl TierTable {
         })
     }
 
+    /// How long after a suspension under `tier` the customer may unblock
+    /// it themselves; `None` when the tier is never self-service.
+    pub fn self_service_after(&self, tier: Tier) -> Option<chrono::Duration> {
+        let info = &self.tiers[&tier];
+        info.self_service.then_some(info.complaint_period)
+    }
+
     pub fn info(&self, tier: Tier) -> &TierInfo {
         &self.tiers[&tier]
     }
@@ -532,6 +592,7 @@ mod tests {
                 score,
                 reject_score: 15.0,
                 symbols,
+                refused: false,
             },
             &h,
         )
@@ -566,6 +627,7 @@ mod tests {
                     score: 20.0,
                     reject_score: 15.0,
                     symbols: &[],
+                    refused: false,
                 },
                 &History {
                     resets_90d: 1,

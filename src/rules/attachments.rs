@@ -31,7 +31,68 @@ pub fn extension(name: &str) -> Option<String> {
     Some(ext.to_lowercase())
 }
 
+/// A file the providers' attachment rule blocks whatever the text says: a
+/// dangerous extension, an executable whatever its name, or such a file
+/// inside an archive.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DangerousFile {
+    /// The attachment's name as sent (`(no name)` when it has none).
+    pub name: String,
+    /// The archive member that is dangerous, when the attachment is an
+    /// archive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
+    /// The extension that is not allowed (`exe`), or the sniffed type of an
+    /// executable whose name hides it (`pe`).
+    pub ext: String,
+    /// `true` when the content is an executable whatever the name says.
+    #[serde(default)]
+    pub sniffed: bool,
+}
+
 impl AttachmentPolicy {
+    /// Every dangerous file in `attachments`, in order.
+    pub fn dangerous_files(&self, attachments: &[Attachment]) -> Vec<DangerousFile> {
+        let mut out = Vec::new();
+        for att in attachments {
+            let name = att.name.as_deref().unwrap_or("");
+            let clean: String = name.chars().filter(|c| !is_invisible(*c)).collect();
+            let shown = if name.is_empty() {
+                "(no name)".to_string()
+            } else {
+                name.to_string()
+            };
+            if let Some(ext) = self.is_dangerous(&clean) {
+                out.push(DangerousFile {
+                    name: shown.clone(),
+                    member: None,
+                    ext,
+                    sniffed: false,
+                });
+            } else if let Some(kind) = att.sniffed_type.filter(|k| sniff::is_executable(k)) {
+                out.push(DangerousFile {
+                    name: shown.clone(),
+                    member: None,
+                    ext: kind.to_string(),
+                    sniffed: true,
+                });
+            }
+            for member in &att.archive_members {
+                let m: String = member.chars().filter(|c| !is_invisible(*c)).collect();
+                let file = m.rsplit('/').next().unwrap_or(&m);
+                if let Some(ext) = self.is_dangerous(file) {
+                    out.push(DangerousFile {
+                        name: shown.clone(),
+                        member: Some(member.clone()),
+                        ext,
+                        sniffed: false,
+                    });
+                }
+            }
+        }
+        out
+    }
+
     fn is_dangerous(&self, name: &str) -> Option<String> {
         extension(name).filter(|e| self.dangerous.contains(e))
     }

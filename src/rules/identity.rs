@@ -262,6 +262,14 @@ pub struct Sender {
     pub check_identity: bool,
 }
 
+impl Sender {
+    /// `address` is one this sender may not use (and the login-mismatch
+    /// rules apply to it). The null sender claims no identity.
+    pub fn may_not_send_as(&self, address: &str) -> bool {
+        self.check_identity && !address.is_empty() && self.identity.permits(address).is_none()
+    }
+}
+
 /// The addresses one account may send as. Addresses and domains are stored
 /// lower-cased.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -230,13 +230,16 @@ impl Scanner {
         let scored = catch_unwind(AssertUnwindSafe(|| {
             let report = self.pipeline.scan_content(&envelope, &raw, &[]);
             let threshold = self.engine.reject_score_for(&envelope);
-            let verdict = self.pipeline.verdict_at(&report, threshold, "-");
+            let (verdict, refusal) =
+                self.pipeline
+                    .verdict_offline(&report, &envelope, threshold, raw.len() as u64);
             let tier = self.tiers.as_ref().and_then(|tiers| {
                 let names: Vec<&str> = report.symbols.iter().map(|s| s.name.as_str()).collect();
                 let scored = Scored {
                     score: report.score,
                     reject_score: threshold,
                     symbols: &names,
+                    refused: refusal.is_some(),
                 };
                 tiers.evaluate(&scored, &History::default())
             });

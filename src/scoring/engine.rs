@@ -258,6 +258,7 @@ impl Engine {
         let hits = self.rules_in(raw, &ctx);
         let mut report = self.weigh(envelope, hits, &symbols);
         report.message = summary(msg);
+        report.message.dangerous_files = self.inner.attachments.dangerous_files(&msg.attachments);
         let rules_us = started.elapsed().as_micros() as u64;
         report.timings = Timings {
             parse_us: 0,
@@ -437,6 +438,7 @@ fn summary(msg: &ParsedMessage) -> MessageSummary {
             .collect(),
         url_count: msg.urls.len() as u32,
         charsets: msg.charsets.clone(),
+        dangerous_files: Vec::new(),
     }
 }
 

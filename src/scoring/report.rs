@@ -44,6 +44,9 @@ pub struct MessageSummary {
     pub attachments: Vec<AttachmentSummary>,
     pub url_count: u32,
     pub charsets: Vec<String>,
+    /// Files the attachment policy blocks whatever the score.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dangerous_files: Vec<crate::rules::attachments::DangerousFile>,
 }
 
 /// Time spent per stage, in microseconds.
@@ -63,6 +66,13 @@ pub struct ScanReport {
     pub symbols: Vec<SymbolResult>,
     pub message: MessageSummary,
     pub timings: Timings,
+    /// The message policy that refused the message (`dangerous_attachment`,
+    /// `sender_mismatch`, `large_message`), set by the pipeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<String>,
+    /// The SMTP reply the sender got when the message was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<String>,
 }
 
 impl ScanReport {

@@ -337,7 +337,8 @@ async fn suspend(store: &Store, account: &str) {
         .set_account_state(&AccountChange {
             account: account.into(),
             status: AccountStatus::Suspended,
-            at: Utc::now(),
+            // Past the tier's complaint period.
+            at: Utc::now() - chrono::Duration::days(2),
             tier: Some("L-SPAM20".into()),
             report_id: None,
             reason: Some("L-SPAM20: keyword spam run".into()),

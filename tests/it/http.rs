@@ -426,12 +426,13 @@ async fn report_detail_by_role_and_retention(store: &Store) {
     );
 }
 
+/// Block `account` four days ago (past every tier's complaint period).
 async fn block(store: &Store, account: &str, status: AccountStatus, tier: &str) {
     store
         .set_account_state(&AccountChange {
             account: account.into(),
             status,
-            at: Utc::now(),
+            at: Utc::now() - chrono::Duration::days(4),
             tier: Some(tier.into()),
             report_id: None,
             reason: Some(format!("{tier} spam run")),

@@ -397,9 +397,9 @@ async fn compromised_account_sending_as_a_bank_and_paypal() {
 }
 
 /// The same compromised account, through the milter: the daemon's pipeline
-/// with the identity checker, over a real milter connection on loopback. The
-/// symbols reach the `X-Outscore-Report` header and the stored report keeps
-/// their evidence.
+/// with the identity checker, over a real milter connection on loopback.
+/// With the sender-mismatch policy set to score, the symbols reach the
+/// `X-Outscore-Report` header and the stored report keeps their evidence.
 #[tokio::test]
 async fn compromised_account_through_the_milter() {
     use outscore::milter::client::{
@@ -407,7 +407,6 @@ async fn compromised_account_through_the_milter() {
     };
     use outscore::milter::{Reply, SessionOptions};
     use outscore::pipeline::{Pipeline, PipelineOptions};
-    use outscore::scoring::Engine;
     use outscore::server::{Listener, Server};
     use outscore::store::{self, ReportStore};
     use std::sync::Arc;
@@ -415,16 +414,18 @@ async fn compromised_account_through_the_milter() {
     let dns = Dns::start();
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
-        "data_dir = \"{}\"\n[spf]\negress_ips = [\"{EGRESS}\"]\nresolver = \"{}\"\nbudget = \"3s\"\n",
+        "data_dir = \"{}\"\n[spf]\negress_ips = [\"{EGRESS}\"]\nresolver = \"{}\"\nbudget = \"3s\"\n[message_policy]\nsender_mismatch = \"score\"\n",
         dir.path().display(),
         dns.addr,
     );
     let config = Config::parse(Path::new("outscore.toml"), &text).unwrap();
     let db = store::open(&config).await.unwrap();
     let (sink, writer) = store::spawn_writer(db.clone(), &config).unwrap();
+    let rules =
+        outscore::ruleset::SharedRules::new(outscore::ruleset::RuleSet::compile(&config).unwrap());
     let pipeline = Arc::new(
-        Pipeline::new(
-            Engine::builtin(),
+        Pipeline::with_rules(
+            rules,
             PipelineOptions {
                 add_headers: true,
                 header_prefix: "X-Outscore".into(),

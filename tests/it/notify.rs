@@ -19,7 +19,7 @@ use outscore::notify::{
     enqueue_event, run_worker, FileOutbox, Notifier, OutboxQueue, WorkerOptions,
 };
 use outscore::policy::{
-    AccountEntry, AccountFacts, Directory, Effect, Event, Policy, Scored, Tier, TierTable,
+    AccountEntry, AccountFacts, Directory, Effect, Event, Outgoing, Policy, Scored, Tier, TierTable,
 };
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
@@ -67,6 +67,7 @@ fn event(kind: &str) -> Event {
         at: "2026-11-22T10:00:00Z".parse().unwrap(),
         reason: "rule #8 (tiers.toml:120) L-SPAM20: score 17.00 >= 1 x 15.00".into(),
         self_service: true,
+        self_service_from: Some("2026-11-23T10:00:00Z".parse().unwrap()),
     }
 }
 
@@ -377,8 +378,9 @@ async fn suspension_emails_the_contact_through_a_real_smtp_receiver_after_it_com
             score: 45.0,
             reject_score: 15.0,
             symbols: &["ATTACH_DANGEROUS_EXT"],
+            refused: false,
         },
-        2048,
+        &Outgoing::sized(2048),
         "7f3a9c0d1e2f3a4b",
         now,
     );
@@ -427,6 +429,20 @@ async fn suspension_emails_the_contact_through_a_real_smtp_receiver_after_it_com
     worker.handle.await.unwrap();
     let _ = sink.child.kill().await;
     let _ = sink.port;
+}
+
+#[test]
+fn suspension_mail_says_from_when_self_service_unblock_is_possible() {
+    let notifier = Notifier::new(NotifyConfig::default(), 90).unwrap();
+    let (_, body) = notifier.render(&event("suspended"));
+    assert!(
+        body.contains("from 2026-11-23 10:00 UTC (the complaint period of L-SPAM20 ends then)"),
+        "{body}"
+    );
+    let mut ev = event("suspended");
+    ev.self_service_from = None;
+    let (_, body) = notifier.render(&ev);
+    assert!(!body.contains("complaint period"), "{body}");
 }
 
 #[test]

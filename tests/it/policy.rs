@@ -13,8 +13,8 @@ use outscore::envelope::Envelope;
 use outscore::policy::limits::spam_read_keys;
 use outscore::policy::{
     AccountEntry, AccountFacts, AccountStatus, Actor, AuditEntry, CounterKey, Directory, Effect,
-    Event, GateReason, History, MemberOutcome, Policy, RcptStep, Scored, SpamCounts, Tier,
-    TierTable, TransitionError, UnblockRecord,
+    Event, GateReason, History, MemberOutcome, Outgoing, Policy, RcptStep, Scored, SpamCounts,
+    Tier, TierTable, TransitionError, UnblockRecord,
 };
 use outscore::scoring::Engine;
 use outscore::smtp::Decision;
@@ -49,19 +49,14 @@ impl Account {
     }
 
     fn facts(&self, policy: &Policy, now: DateTime<Utc>) -> AccountFacts {
-        let [ph, h, pd, d] =
+        let cells =
             spam_read_keys(&self.name, now).map(|k| self.counters.get(&k).copied().unwrap_or(0));
         AccountFacts::derive(
             &self.name,
             self.status.clone(),
             &self.audit,
             self.unblocks.clone(),
-            SpamCounts {
-                previous_hour: ph,
-                this_hour: h,
-                previous_day: pd,
-                this_day: d,
-            },
+            SpamCounts::from_cells(cells),
             Duration::from_std(policy.limits.repeat_offender_period).unwrap(),
             now,
         )
@@ -155,8 +150,9 @@ impl Account {
                 score,
                 reject_score: 15.0,
                 symbols,
+                refused: false,
             },
-            1000,
+            &Outgoing::sized(1000),
             "7f3a9c0d1e2f3a4b",
             now,
         );
@@ -313,6 +309,7 @@ fn every_tier_is_reachable_with_the_shipped_table() {
                 score: *score,
                 reject_score: 15.0,
                 symbols,
+                refused: false,
             },
             history,
         );
@@ -336,6 +333,7 @@ fn explanation_points_at_the_rule_line_in_the_file() {
                 score: 16.0,
                 reject_score: 15.0,
                 symbols: &[],
+                refused: false,
             },
             &History::default(),
         )
@@ -364,8 +362,9 @@ fn gtube_report_from_the_engine_gets_a_tier_and_a_reply_with_report_id() {
             score: report.score,
             reject_score: engine.reject_score(),
             symbols: &symbols,
+            refused: false,
         },
-        raw.len() as u64,
+        &Outgoing::sized(raw.len() as u64),
         "0123456789abcdef",
         t("2026-11-22T10:00:00Z"),
     );
@@ -546,10 +545,17 @@ fn self_service_is_possible_again_after_90_days() {
     let mut a = Account::new("shop@hosted.example");
     let mut now = t("2026-01-01T00:00:00Z");
     let customer = Actor::Customer("shop".into());
-    // Suspend (malware tier), unblock, suspend again 95 days later: the
-    // customer may unblock again.
+    // Suspend (malware tier), unblock once the complaint period is over,
+    // suspend again 95 days later: the customer may unblock again.
     let (_, tier) = a.send(&p, 40.0, &["ATTACH_DANGEROUS_EXT"], now);
     assert_eq!(tier, Some(Tier::LSpam21));
+    match p.unblock(&a.facts(&p, now), &customer, None, now) {
+        Err(TransitionError::ComplaintPeriod { next, .. }) => {
+            assert_eq!(next, now + Duration::hours(24))
+        }
+        other => panic!("expected the complaint period: {other:?}"),
+    }
+    now += Duration::hours(24);
     let (tr, _) = p.unblock(&a.facts(&p, now), &customer, None, now).unwrap();
     a.persist(vec![Effect::Transition(tr)]);
     now += Duration::days(95);
@@ -559,11 +565,17 @@ fn self_service_is_possible_again_after_90_days() {
         Some(Tier::LSpam21),
         "old suspension is out of 90 days"
     );
+    now += Duration::hours(24);
     assert!(p.unblock(&a.facts(&p, now), &customer, None, now).is_ok());
     // Exactly at 90 days after an unblock it is allowed; a second before, not.
     let mut b = Account::new("b@hosted.example");
     let start = t("2026-03-01T12:00:00Z");
-    b.send(&p, 40.0, &["ATTACH_DANGEROUS_EXT"], start);
+    b.send(
+        &p,
+        40.0,
+        &["ATTACH_DANGEROUS_EXT"],
+        start - Duration::days(1),
+    );
     let (tr, _) = p
         .unblock(&b.facts(&p, start), &customer, None, start)
         .unwrap();
@@ -599,8 +611,9 @@ fn repeated_spam_escalates_within_the_hour() {
                 score: 16.0,
                 reject_score: 15.0,
                 symbols: &[],
+                refused: false,
             },
-            100,
+            &Outgoing::sized(100),
             "00000000000000aa",
             now,
         );
@@ -739,10 +752,23 @@ fn size_limit_at_mail_from_and_by_counted_bytes() {
         score: 0.0,
         reject_score: 15.0,
         symbols: &[],
+        refused: false,
     };
-    let out = p.at_eom(&mut facts, &scored, max + 1, "00000000000000bb", now);
+    let out = p.at_eom(
+        &mut facts,
+        &scored,
+        &Outgoing::sized(max + 1),
+        "00000000000000bb",
+        now,
+    );
     assert!(reply_text(&out.decision).starts_with("552"), "{out:?}");
-    let out = p.at_eom(&mut facts, &scored, max, "00000000000000bb", now);
+    let out = p.at_eom(
+        &mut facts,
+        &scored,
+        &Outgoing::sized(max),
+        "00000000000000bb",
+        now,
+    );
     assert_eq!(out.decision, Decision::Continue);
 }
 
@@ -760,8 +786,9 @@ fn a_suspension_is_never_downgraded_to_a_reset() {
             score: 16.0,
             reject_score: 15.0,
             symbols: &[],
+            refused: false,
         },
-        10,
+        &Outgoing::sized(10),
         "00000000000000cc",
         now,
     );

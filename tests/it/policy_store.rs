@@ -14,7 +14,7 @@ use outscore::notify::{run_worker, Notifier, OutboxQueue, WorkerOptions};
 use outscore::policy::service::{Enforcer, ServiceError};
 use outscore::policy::store::{AccountRepo, VolumeCounters};
 use outscore::policy::{
-    Actor, CounterKey, Directory, Effect, MemberOutcome, Policy, Scored, Tier, TierTable,
+    Actor, CounterKey, Directory, Effect, MemberOutcome, Outgoing, Policy, Scored, Tier, TierTable,
     TransitionError,
 };
 use outscore::smtp::Decision;
@@ -162,6 +162,7 @@ fn spam(score: f64) -> Scored<'static> {
         score,
         reject_score: 15.0,
         symbols: &[],
+        refused: false,
     }
 }
 
@@ -177,7 +178,13 @@ async fn account_life_cycle_persists_through_the_database() {
         let mut facts = e.facts(acct, now).await.unwrap();
         assert!(!e.at_mail(&mut facts, None, now).await.unwrap().is_refusal());
         let out = e
-            .at_eom(&mut facts, &spam(16.0), 100, "00000000000000a1", now)
+            .at_eom(
+                &mut facts,
+                &spam(16.0),
+                &Outgoing::sized(100),
+                "00000000000000a1",
+                now,
+            )
             .await
             .unwrap();
         assert_eq!(out.tier.unwrap().tier, Tier::LSpam00, "{name}");
@@ -203,7 +210,13 @@ async fn account_life_cycle_persists_through_the_database() {
         let mut facts = e.facts(acct, now).await.unwrap();
         assert_eq!(facts.history.resets_90d, 1, "{name}");
         let out = e
-            .at_eom(&mut facts, &spam(17.0), 100, "00000000000000a2", now)
+            .at_eom(
+                &mut facts,
+                &spam(17.0),
+                &Outgoing::sized(100),
+                "00000000000000a2",
+                now,
+            )
             .await
             .unwrap();
         assert_eq!(out.tier.unwrap().tier, Tier::LSpam20, "{name}");
@@ -220,7 +233,13 @@ async fn account_life_cycle_persists_through_the_database() {
         now += chrono::Duration::days(3);
         let mut facts = e.facts(acct, now).await.unwrap();
         let out = e
-            .at_eom(&mut facts, &spam(16.0), 100, "00000000000000a3", now)
+            .at_eom(
+                &mut facts,
+                &spam(16.0),
+                &Outgoing::sized(100),
+                "00000000000000a3",
+                now,
+            )
             .await
             .unwrap();
         assert_eq!(out.tier.unwrap().tier, Tier::LSpam31, "{name}");
