@@ -263,10 +263,16 @@ pub struct Sender {
 }
 
 impl Sender {
-    /// `address` is one this sender may not use (and the login-mismatch
-    /// rules apply to it). The null sender claims no identity.
+    /// `address` is one this sender certainly may not use: the
+    /// login-mismatch rules apply, and something is known of what the
+    /// account may send as (a bare login outside the accounts directory,
+    /// `alice` rather than `alice@example.com`, is only scored). The null
+    /// sender claims no identity.
     pub fn may_not_send_as(&self, address: &str) -> bool {
-        self.check_identity && !address.is_empty() && self.identity.permits(address).is_none()
+        self.check_identity
+            && !address.is_empty()
+            && !self.identity.is_unknown()
+            && self.identity.permits(address).is_none()
     }
 }
 
@@ -310,6 +316,15 @@ impl AccountIdentity {
             addresses: Vec::new(),
             domains: Vec::new(),
         }
+    }
+
+    /// Nothing is known of what the account may send as: a login that is
+    /// not an address, with no directory entry.
+    pub fn is_unknown(&self) -> bool {
+        !self.login.contains('@')
+            && self.own_domain.is_none()
+            && self.addresses.is_empty()
+            && self.domains.is_empty()
     }
 
     /// Whether the account may send as `address`, and by which rule.

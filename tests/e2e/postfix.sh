@@ -81,6 +81,8 @@ local_transport = sink
 virtual_transport = sink
 transport_maps = inline:{load.test=discard}
 sink_destination_recipient_limit = 1
+# Room for the large-message tests (outscore's own hard limit is 30 MB).
+message_size_limit = 41943040
 smtpd_banner = \$myhostname ESMTP
 smtpd_relay_restrictions = permit_mynetworks, reject
 smtpd_client_connection_count_limit = 0
