@@ -40,6 +40,7 @@ both_backends!(
     report_detail_by_role_and_retention,
     account_actions_obey_the_rules_and_are_audited,
     every_policy_refusal_has_its_code,
+    complaint_period_holds_back_self_service_only,
     http_unblock_reaches_the_next_mail_from_at_once,
     http_unblock_notifies_the_customer,
     failed_logins_are_throttled,
@@ -642,6 +643,68 @@ async fn account_actions_obey_the_rules_and_are_audited(store: &Store) {
 
 /// Every refusal the policy makes comes back as a 409 with its documented
 /// code, changes nothing, and is audited.
+/// A suspension younger than its tier's complaint period (L-SPAM30: 72 h)
+/// cannot be unblocked by self-service: refusal `complaint_period` with the
+/// time it becomes possible, shown on the account too. The abuse team's
+/// lift is allowed at any time.
+async fn complaint_period_holds_back_self_service_only(store: &Store) {
+    let app = setup(store).await;
+    let since = Utc::now() - Duration::hours(70);
+    for account in ["fresh@example.com", "lifted@example.com"] {
+        store
+            .set_account_state(&AccountChange {
+                account: account.into(),
+                status: AccountStatus::Suspended,
+                at: since,
+                tier: Some("L-SPAM30".into()),
+                report_id: None,
+                reason: Some("L-SPAM30 spam run".into()),
+            })
+            .await
+            .unwrap();
+    }
+    let (status, v) = post_json(
+        &app,
+        "/api/v1/accounts/fresh@example.com/unblock",
+        ABUSE,
+        json!({"reason": "customer cleaned the website"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["detail"]["refusal"], "complaint_period", "{v}");
+    assert_eq!(v["detail"]["tier"], "L-SPAM30", "{v}");
+    let next: chrono::DateTime<Utc> = v["detail"]["next"].as_str().unwrap().parse().unwrap();
+    let want = since + Duration::hours(72);
+    assert!(
+        (next - want).num_milliseconds().abs() <= 1,
+        "next {next}, want {want}: {v}"
+    );
+    let shown = get_json(&app, "/api/v1/accounts/fresh@example.com", VIEWER).await;
+    assert_eq!(shown["self_service_unblock"]["allowed"], false, "{shown}");
+    assert_eq!(
+        shown["self_service_unblock"]["detail"]["refusal"], "complaint_period",
+        "{shown}"
+    );
+    assert_eq!(
+        store
+            .account_state("fresh@example.com")
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        AccountStatus::Suspended
+    );
+    let (status, v) = post_json(
+        &app,
+        "/api/v1/accounts/lifted@example.com/lift",
+        ABUSE,
+        json!({"reason": "verified with the customer by phone"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["account"]["status"], "active", "{v}");
+}
+
 async fn every_policy_refusal_has_its_code(store: &Store) {
     let app = setup(store).await;
     let act = |account: &str, action: &str| format!("/api/v1/accounts/{account}/{action}");

@@ -13,8 +13,8 @@ use outscore::envelope::Envelope;
 use outscore::policy::limits::spam_read_keys;
 use outscore::policy::{
     AccountEntry, AccountFacts, AccountStatus, Actor, AuditEntry, CounterKey, Directory, Effect,
-    Event, GateReason, History, MemberOutcome, Outgoing, Policy, RcptStep, Scored, SpamCounts,
-    Tier, TierTable, TransitionError, UnblockRecord,
+    Event, GateReason, History, MemberOutcome, Outgoing, Policy, RcptStep, RefusalReason, Scored,
+    SpamCounts, Tier, TierTable, TransitionError, UnblockRecord,
 };
 use outscore::scoring::Engine;
 use outscore::smtp::Decision;
@@ -850,4 +850,105 @@ fn tier_symbol_sets_name_symbols_the_engine_declares() {
         n += 1;
     }
     assert!(n >= 2, "the shipped sets name symbols");
+}
+
+/// A dangerous attachment in an ordinary message is refused by the
+/// attachment policy and costs the account nothing; the fifth refusal in an
+/// hour escalates to L-SPAM11 (tiers.toml `refusals_last_hour`); with spam
+/// text the first one is a tier at once.
+#[test]
+fn policy_refusals_are_no_account_action_until_they_repeat() {
+    use outscore::rules::attachments::DangerousFile;
+    let p = policy();
+    let files = [DangerousFile {
+        name: "report.exe".into(),
+        member: None,
+        ext: "exe".into(),
+        sniffed: false,
+    }];
+    let message = Outgoing {
+        size: 2000,
+        rcpts: 1,
+        dangerous_files: &files,
+        foreign_header_from: &[],
+    };
+    let mut a = Account::new("anna@hosted.example");
+    let mut now = t("2026-11-22T10:00:00Z");
+    let symbols = ["ATTACH_DANGEROUS_EXT"];
+    for i in 1..=5 {
+        now += Duration::minutes(5);
+        let mut facts = a.facts(&p, now);
+        let out = p.at_eom(
+            &mut facts,
+            &Scored {
+                score: 6.0,
+                reject_score: 15.0,
+                symbols: &symbols,
+                refused: false,
+            },
+            &message,
+            "00000000000000cc",
+            now,
+        );
+        assert_eq!(out.refusal, Some(RefusalReason::DangerousAttachment));
+        let text = reply_text(&out.decision);
+        if i < 5 {
+            assert_eq!(out.tier, None, "refusal {i}");
+            assert_eq!(
+                text,
+                "550 5.7.1 Attachment \"report.exe\" refused: .exe files are not allowed"
+            );
+            assert!(
+                !out.effects
+                    .iter()
+                    .any(|e| matches!(e, Effect::Transition(_) | Effect::Notify(_))),
+                "refusal {i} acted on the account: {:?}",
+                out.effects
+            );
+        } else {
+            let tier = out.tier.as_ref().map(|t| t.tier);
+            assert_eq!(tier, Some(Tier::LSpam11), "{text}");
+            assert!(
+                out.tier
+                    .unwrap()
+                    .explanation
+                    .contains("refusals_last_hour 5 >= 5"),
+                "{text}"
+            );
+            assert!(text.contains("L-SPAM11"), "{text}");
+        }
+        a.persist(out.effects);
+    }
+    // Spam text with the file: a tier at the first message.
+    let mut b = Account::new("bob@hosted.example");
+    let mut facts = b.facts(&p, now);
+    let out = p.at_eom(
+        &mut facts,
+        &Scored {
+            score: 18.0,
+            reject_score: 15.0,
+            symbols: &symbols,
+            refused: false,
+        },
+        &message,
+        "00000000000000cd",
+        now,
+    );
+    assert_eq!(out.tier.map(|t| t.tier), Some(Tier::LSpam11));
+    b.persist(out.effects);
+    // A clean message from a has no refusal and no tier even right after.
+    let mut facts = a.facts(&p, now + Duration::minutes(1));
+    let out = p.at_eom(
+        &mut facts,
+        &Scored {
+            score: 1.0,
+            reject_score: 15.0,
+            symbols: &[],
+            refused: false,
+        },
+        &Outgoing::sized(100),
+        "00000000000000ce",
+        now,
+    );
+    assert_eq!(out.decision, Decision::Continue);
 }

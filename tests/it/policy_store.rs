@@ -360,3 +360,38 @@ async fn a_lost_race_writes_nothing_and_notifies_nobody() {
         }
     }
 }
+
+/// The complaint period on a controlled clock, on every backend: a
+/// first-offence suspension (L-SPAM20 after a reset) cannot be unblocked
+/// by the customer for 24 h, can be after; the abuse team lifts at once.
+#[tokio::test]
+async fn complaint_period_on_a_controlled_clock() {
+    for (name, store, _, _) in backends().await {
+        let tmp = tempfile::tempdir().unwrap();
+        let e = enforcer(store.clone(), tmp.path());
+        let customer = Actor::Customer("panel".into());
+        let abuse = Actor::Abuse("maria".into());
+        let start = t("2026-11-22T10:00:00Z");
+        for acct in ["cp-a@hosted.example", "cp-b@hosted.example"] {
+            e.suspend(acct, &abuse, "spam run", Some(Tier::LSpam20), start)
+                .await
+                .unwrap();
+        }
+        let acct = "cp-a@hosted.example";
+        let early = start + chrono::Duration::hours(23);
+        match e.unblock(acct, &customer, None, early).await {
+            Err(ServiceError::Refused(TransitionError::ComplaintPeriod { next, .. })) => {
+                assert_eq!(next, start + chrono::Duration::hours(24), "{name}")
+            }
+            other => panic!("{name}: expected the complaint period, got {other:?}"),
+        }
+        let later = start + chrono::Duration::hours(24);
+        let t = e.unblock(acct, &customer, None, later).await.unwrap();
+        assert!(t.unblock.unwrap().self_service, "{name}");
+        let t = e
+            .lift("cp-b@hosted.example", &abuse, "verified", start)
+            .await
+            .unwrap();
+        assert_eq!(t.to, outscore::policy::AccountStatus::Active, "{name}");
+    }
+}
