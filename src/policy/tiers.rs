@@ -645,6 +645,30 @@ mod tests {
     }
 
     #[test]
+    fn complaint_periods_default_per_tier_and_are_checked() {
+        let t = TierTable::builtin();
+        assert_eq!(
+            t.self_service_after(Tier::LSpam20),
+            Some(chrono::Duration::hours(24))
+        );
+        assert_eq!(
+            t.self_service_after(Tier::LSpam31),
+            Some(chrono::Duration::hours(72))
+        );
+        assert_eq!(t.self_service_after(Tier::LSpam40), None);
+        let text = "[tiers.L-SPAM20]\ncomplaint_period = \"2d\"\n[[rule]]\ntier = \"L-SPAM00\"\nscore = 1.0\n";
+        let t = TierTable::parse(Path::new("t.toml"), text).unwrap();
+        assert_eq!(
+            t.self_service_after(Tier::LSpam20),
+            Some(chrono::Duration::days(2))
+        );
+        let text = "[tiers.L-SPAM10]\ncomplaint_period = \"1d\"\n[tiers.L-SPAM30]\ncomplaint_period = \"soon\"\n";
+        let e = TierTable::parse(Path::new("t.toml"), text).unwrap_err().to_string();
+        assert!(e.contains("t.toml:1:") && e.contains("suspension tiers only"), "{e}");
+        assert!(e.contains("t.toml:3:") && e.contains("complaint_period"), "{e}");
+    }
+
+    #[test]
     fn errors_carry_lines() {
         let text = "[tiers.L-SPAM99]\ndoc = \"x\"\n\n[[rule]]\ntier = \"L-SPAM00\"\nsymbol_in = \"nope\"\n\n[tiers.L-SPAM40]\nself_service = true\n[tiers.L-SPAM00]\nreply = \"250 ok\"\n";
         let e = TierTable::parse(Path::new("t.toml"), text).unwrap_err();
