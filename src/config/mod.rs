@@ -21,7 +21,8 @@ use policy::{
     RawLimits, RawMessagePolicy, RawNotify,
 };
 pub use policy::{
-    AccountsConfig, Enforce, LimitsConfig, MessagePolicyConfig, NotifyConfig, SmtpRelay,
+    AccountsConfig, Enforce, LimitsConfig, MessagePolicyConfig, Mode, ModeConfig, NotifyConfig,
+    SmtpRelay,
 };
 
 use crate::diag::{line_of, read_file, ConfigError, ConfigErrors};
@@ -56,6 +57,8 @@ pub enum LogFormat {
 #[serde(deny_unknown_fields)]
 struct RawFile {
     data_dir: Option<toml::Spanned<String>>,
+    mode: Option<Mode>,
+    mode_for: Option<std::collections::BTreeMap<String, Mode>>,
     #[serde(default)]
     milter: RawMilter,
     #[serde(default)]
@@ -338,6 +341,8 @@ pub struct Config {
     pub notify: NotifyConfig,
     pub accounts: AccountsConfig,
     pub message_policy: MessagePolicyConfig,
+    /// `mode` and `[mode_for]`: enforce, or only observe.
+    pub mode: ModeConfig,
     pub http: HttpConfig,
 }
 
@@ -393,6 +398,7 @@ impl Default for Config {
             notify: NotifyConfig::default(),
             accounts: AccountsConfig::default(),
             message_policy: MessagePolicyConfig::default(),
+            mode: ModeConfig::default(),
             http: HttpConfig::default(),
         }
     }
@@ -438,6 +444,12 @@ impl Config {
             source: Some(path.to_path_buf()),
             ..Config::default()
         };
+        if let Some(mode) = raw.mode {
+            config.mode.default = mode;
+        }
+        if let Some(map) = raw.mode_for {
+            config.mode.per_account = policy::account_keys(map);
+        }
         if let Some(dir) = raw.data_dir {
             if dir.get_ref().is_empty() {
                 errors.push(Some(dir.span().start), "data_dir must not be empty".into());

@@ -240,14 +240,67 @@ impl MessagePolicyConfig {
     /// The sender-mismatch rule for `account`: its own entry, else its
     /// domain's, else the default.
     pub fn sender_mismatch_for(&self, account: &str) -> Enforce {
-        let account = account.trim().to_ascii_lowercase();
-        let domain = account.rsplit_once('@').map(|(_, d)| d);
-        self.sender_mismatch_for
-            .get(&account)
-            .or_else(|| domain.and_then(|d| self.sender_mismatch_for.get(d)))
-            .copied()
-            .unwrap_or(self.sender_mismatch)
+        per_account(&self.sender_mismatch_for, account).unwrap_or(self.sender_mismatch)
     }
+}
+
+/// The entry for `account` (a login, lower-case keys), else for its domain.
+pub fn per_account<T: Copy>(
+    map: &std::collections::BTreeMap<String, T>,
+    account: &str,
+) -> Option<T> {
+    if map.is_empty() {
+        return None;
+    }
+    let account = account.trim().to_ascii_lowercase();
+    let domain = account.rsplit_once('@').map(|(_, d)| d);
+    map.get(&account)
+        .or_else(|| domain.and_then(|d| map.get(d)))
+        .copied()
+}
+
+/// Whether outscore acts on what it finds, or only records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Refuse, tier and act on accounts.
+    #[default]
+    Enforce,
+    /// Score, report and add headers, but refuse nothing and change no
+    /// account; the tier and reply it would have given are recorded.
+    Observe,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Observe => "observe",
+        }
+    }
+}
+
+/// `mode` and `[mode_for]`: the mode in force per account.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModeConfig {
+    pub default: Mode,
+    /// Per domain or account (lower-case), overriding `default`.
+    pub per_account: std::collections::BTreeMap<String, Mode>,
+}
+
+impl ModeConfig {
+    pub fn for_account(&self, account: &str) -> Mode {
+        per_account(&self.per_account, account).unwrap_or(self.default)
+    }
+}
+
+/// Lower-case keys without a leading `@`.
+pub(super) fn account_keys<T>(
+    map: std::collections::BTreeMap<String, T>,
+) -> std::collections::BTreeMap<String, T> {
+    map.into_iter()
+        .map(|(k, v)| (k.trim().trim_start_matches('@').to_ascii_lowercase(), v))
+        .collect()
 }
 
 pub(super) fn validate_message_policy(
@@ -262,10 +315,7 @@ pub(super) fn validate_message_policy(
         into.sender_mismatch = e;
     }
     if let Some(map) = raw.sender_mismatch_for {
-        into.sender_mismatch_for = map
-            .into_iter()
-            .map(|(k, v)| (k.trim().trim_start_matches('@').to_ascii_lowercase(), v))
-            .collect();
+        into.sender_mismatch_for = account_keys(map);
     }
 }
 
