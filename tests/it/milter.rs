@@ -413,6 +413,53 @@ async fn failing_filters_get_the_fail_safe_and_progress_keeps_the_mta_waiting() 
     d.stop().await;
 }
 
+/// Issue 14, finding 8: content with no MAIL FROM before it was scored and
+/// recorded with an empty envelope. Now it closes the connection (Postfix
+/// applies its milter_default_action) and the filter never sees it.
+#[tokio::test]
+async fn regression_issue14_content_without_mail_closes_the_connection_unscored() {
+    let filter = Arc::new(ScriptedFilter::default());
+    let d = Daemon::start(
+        filter.clone(),
+        SessionOptions::default(),
+        "inet:127.0.0.1:0",
+    )
+    .await;
+    // Straight after CONNECT, and after a finished message and its ABORT.
+    for after_a_message in [false, true] {
+        let mut c = postfix_client(&d).await;
+        if after_a_message {
+            let out = c.send_message(&submission("fine", "x\n")).await.unwrap();
+            assert_eq!(out.eom, vec![Reply::Accept]);
+        }
+        c.queue(&outscore::milter::Command::Macro {
+            for_command: b'B',
+            pairs: vec![("i".into(), "4ABC".into())],
+        });
+        c.queue(&outscore::milter::Command::Body(Bytes::from_static(
+            b"Cheap pills\r\n",
+        )));
+        c.queue(&outscore::milter::Command::BodyEob(Bytes::new()));
+        assert!(
+            matches!(
+                c.recv().await,
+                Err(outscore::milter::client::ClientError::Closed)
+            ),
+            "after a message: {after_a_message}"
+        );
+    }
+    assert_eq!(
+        filter.eoms.load(Ordering::SeqCst),
+        1,
+        "only the real message"
+    );
+    // The daemon still serves other connections.
+    let mut c = postfix_client(&d).await;
+    let out = c.send_message(&submission("fine", "x\n")).await.unwrap();
+    assert_eq!(out.eom, vec![Reply::Accept]);
+    d.stop().await;
+}
+
 #[tokio::test]
 async fn a_malformed_packet_closes_only_its_own_connection() {
     let d = Daemon::start(
