@@ -54,6 +54,16 @@ pub struct Timings {
     pub total_us: u64,
 }
 
+/// Why a message was let through (or deferred) without a scan: the milter's
+/// fail-safe answered because scoring overran its budget or failed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScanSkipped {
+    /// `timeout` or `error`.
+    pub cause: String,
+    /// What happened: `scan exceeded 20s`, `filter panicked`, …
+    pub detail: String,
+}
+
 /// The result of scoring one message.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ScanReport {
@@ -63,6 +73,10 @@ pub struct ScanReport {
     pub symbols: Vec<SymbolResult>,
     pub message: MessageSummary,
     pub timings: Timings,
+    /// Set when no rule ran: the message got the fail-safe verdict. Its
+    /// score is then 0 and means nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<ScanSkipped>,
 }
 
 impl ScanReport {

@@ -170,6 +170,7 @@ pub fn report(
             rules_us: 20,
             total_us: 30,
         },
+        skipped: None,
     };
     let mut content = format!("Subject: subject {n}\r\n\r\n").into_bytes();
     // Binary-safe and compressible content of about 10 KB.
