@@ -502,6 +502,43 @@ impl Filter for Pipeline {
         }
         Ok(verdict)
     }
+
+    /// A message the fail-safe let through (or deferred) unscored still
+    /// leaves a report: no symbols, the fail-safe's action, and why the scan
+    /// was skipped, so the review pages show what passed unjudged.
+    fn skipped(
+        &self,
+        envelope: Envelope,
+        message: Message,
+        skip: crate::milter::Skip,
+        verdict: &EomVerdict,
+    ) {
+        let report = ScanReport {
+            message: crate::scoring::MessageSummary {
+                size: message.size,
+                ..Default::default()
+            },
+            skipped: Some(crate::scoring::ScanSkipped {
+                cause: skip.cause.as_str().to_string(),
+                detail: skip.detail,
+            }),
+            ..ScanReport::default()
+        };
+        let action = action_name(&verdict.decision);
+        let stored = StoredReport::new(envelope, report, None, action, message.raw.to_vec());
+        info!(
+            report_id = %stored.id,
+            login = stored.envelope.auth_login.as_deref().unwrap_or("-"),
+            from = %stored.envelope.mail_from,
+            size = message.size,
+            action,
+            cause = skip.cause.as_str(),
+            "not scored; fail-safe verdict recorded"
+        );
+        if let Some(sink) = &self.reports {
+            sink.submit(stored);
+        }
+    }
 }
 
 #[cfg(test)]

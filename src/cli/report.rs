@@ -210,6 +210,12 @@ pub fn print_report(r: &store::ReportRecord) {
     println!("score       {:.2}", r.report.score);
     println!("tier        {}", opt(&r.tier));
     println!("action      {}", r.action);
+    if let Some(skipped) = &r.report.skipped {
+        println!(
+            "scan        skipped ({}): {}",
+            skipped.cause, skipped.detail
+        );
+    }
     println!(
         "client      {} [{}]",
         env.client.hostname,

@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use super::filter::{Filter, Message};
+use super::filter::{Filter, Message, Skip, SkipCause};
 use super::frame::{decode_command, encode_reply, FrameError, Reply};
 use super::session::{Session, SessionError, Step};
 use crate::envelope::Envelope;
@@ -198,7 +198,9 @@ where
 }
 
 /// Ask the filter for the end-of-message verdict on its own task, sending
-/// PROGRESS every interval, within the scan budget.
+/// PROGRESS every interval, within the scan budget. Without a verdict the
+/// message gets the fail-safe one and the filter hears why
+/// ([`Filter::skipped`]).
 async fn end_of_message<W, F>(
     filter: &Arc<F>,
     options: &SessionOptions,
@@ -213,6 +215,8 @@ where
 {
     let started = Instant::now();
     let f = filter.clone();
+    // Kept for Filter::skipped; the raw bytes are shared, not copied.
+    let kept = (envelope.clone(), message.clone());
     let mut task =
         tokio::spawn(async move { f.end_of_message(envelope, message).await }.in_current_span());
     let deadline = tokio::time::sleep(options.scan_timeout);
@@ -222,17 +226,26 @@ where
         options.progress_interval,
     );
     flush(writer, output).await?;
+    let error = |detail: String| Skip {
+        cause: SkipCause::Error,
+        detail,
+    };
     let outcome = loop {
         tokio::select! {
+            // A verdict that is ready wins over a deadline that is too.
+            biased;
             joined = &mut task => break match joined {
                 Ok(Ok(verdict)) => Ok(verdict),
-                Ok(Err(e)) => Err(format!("filter error: {e}")),
-                Err(e) if e.is_panic() => Err("filter panicked".to_string()),
-                Err(e) => Err(format!("filter task failed: {e}")),
+                Ok(Err(e)) => Err(error(format!("filter error: {e}"))),
+                Err(e) if e.is_panic() => Err(error("filter panicked".to_string())),
+                Err(e) => Err(error(format!("filter task failed: {e}"))),
             },
             _ = &mut deadline => {
                 task.abort();
-                break Err(format!("scan exceeded {:?}", options.scan_timeout));
+                break Err(Skip {
+                    cause: SkipCause::Timeout,
+                    detail: format!("scan exceeded {:?}", options.scan_timeout),
+                });
             }
             _ = progress.tick() => {
                 encode_reply(&Reply::Progress, output);
@@ -245,15 +258,21 @@ where
             debug!(elapsed_us = started.elapsed().as_micros() as u64, "verdict");
             Ok(verdict)
         }
-        Err(reason) => {
+        Err(skip) => {
             telemetry::FILTER_FAILURES.incr();
-            warn!(stage = "eom", %reason, "no verdict; using fail-safe");
-            let short = if reason.starts_with("scan exceeded") {
-                "timeout"
-            } else {
-                "error"
-            };
-            Ok(options.fail_safe.verdict(short))
+            warn!(stage = "eom", reason = %skip.detail, "no verdict; using fail-safe");
+            let verdict = options.fail_safe.verdict(skip.cause.as_str());
+            let (envelope, message) = kept;
+            let noted = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                filter.skipped(envelope, message, skip, &verdict)
+            }));
+            if noted.is_err() {
+                warn!(
+                    stage = "eom",
+                    "the filter panicked noting a skipped message"
+                );
+            }
+            Ok(verdict)
         }
     }
 }

@@ -21,6 +21,33 @@ pub struct Message {
     pub truncated: bool,
 }
 
+/// Why a message got the fail-safe verdict instead of the filter's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipCause {
+    /// The filter overran the scan budget.
+    Timeout,
+    /// The filter returned an error or panicked.
+    Error,
+}
+
+impl SkipCause {
+    /// `timeout` or `error`, as the `skipped (…)` header says it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SkipCause::Timeout => "timeout",
+            SkipCause::Error => "error",
+        }
+    }
+}
+
+/// A message that got the fail-safe verdict: the cause and what happened
+/// (`scan exceeded 20s`, `filter panicked`, `filter error: …`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skip {
+    pub cause: SkipCause,
+    pub detail: String,
+}
+
 /// A filter failed to decide; the session answers with the fail-safe verdict.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -43,4 +70,13 @@ pub trait Filter: Send + Sync + 'static {
         envelope: Envelope,
         message: Message,
     ) -> impl Future<Output = Result<EomVerdict, FilterError>> + Send;
+
+    /// `end_of_message` gave no verdict (it overran the scan budget, failed
+    /// or panicked), so the message got `verdict`, the fail-safe one. The
+    /// envelope and message are the ones it was given; the filter may keep a
+    /// trace of what passed unjudged. Called on the connection's task before
+    /// the verdict is sent: it must not block. Does nothing by default.
+    fn skipped(&self, envelope: Envelope, message: Message, skip: Skip, verdict: &EomVerdict) {
+        let _ = (envelope, message, skip, verdict);
+    }
 }

@@ -14,5 +14,5 @@ pub mod session;
 
 pub use address::ListenAddr;
 pub use connection::{serve_connection, ConnectionError, FailSafe, SessionOptions};
-pub use filter::{Filter, FilterError, Message};
+pub use filter::{Filter, FilterError, Message, Skip, SkipCause};
 pub use frame::{Command, Reply};

@@ -4,6 +4,14 @@
 //! message state (envelope, headers, body) is reset on ABORT and on a new
 //! MAIL, because Postfix sends ABORT after every message and reuses the
 //! connection for the next one.
+//!
+//! A transaction opens with MAIL and closes at end-of-message or ABORT.
+//! RCPT, DATA, HEADER, EOH, BODY and end-of-message outside one are a
+//! protocol error ([`SessionError::OutOfOrder`]): the connection ends and no
+//! message reaches the filter, so nothing is scored or recorded without an
+//! envelope sender. Macros are never an error: Postfix sends each stage's
+//! macro packet before the command (even an empty one, even for a step
+//! negotiated away); macros for a stage with no transaction open are dropped.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -75,6 +83,8 @@ pub enum SessionError {
     Version(u32),
     #[error("{0} before option negotiation")]
     NotNegotiated(&'static str),
+    #[error("{0} outside a transaction: no MAIL FROM since the last end of message or ABORT")]
+    OutOfOrder(&'static str),
 }
 
 /// What was agreed in option negotiation.
@@ -161,6 +171,18 @@ impl Session {
             )
         {
             return Err(SessionError::NotNegotiated(command.name()));
+        }
+        if matches!(
+            command,
+            Command::Rcpt(_)
+                | Command::Data
+                | Command::Header { .. }
+                | Command::Eoh
+                | Command::Body(_)
+                | Command::BodyEob(_)
+        ) && !self.message.as_ref().is_some_and(|m| m.mail_seen)
+        {
+            return Err(SessionError::OutOfOrder(command.name()));
         }
         let step = match command {
             Command::OptNeg {
@@ -384,7 +406,11 @@ impl Session {
                 if for_command == cmd::MAIL && self.message.as_ref().is_none_or(|m| m.mail_seen) {
                     self.message = Some(self.new_message());
                 }
-                let msg = self.message_mut();
+                // Macros of a later stage with no transaction open (an
+                // UNKNOWN command's between messages, say) belong to nothing.
+                let Some(msg) = self.message.as_mut() else {
+                    return;
+                };
                 for (name, value) in pairs {
                     apply_macro(&mut msg.envelope, &name, &value);
                     msg.envelope.macros.insert(name, value);
@@ -408,8 +434,10 @@ impl Session {
         }
     }
 
-    /// The open message; a command that belongs to a message opens one when
-    /// the MTA skipped MAIL (the session stays lenient rather than failing).
+    /// The open message. [`Session::handle`] refuses every message command
+    /// outside a transaction, so one is open wherever this is called; should
+    /// a caller break that order, an empty message stands in rather than a
+    /// panic.
     fn message_mut(&mut self) -> &mut MessageState {
         if self.message.is_none() {
             self.message = Some(self.new_message());
@@ -633,6 +661,132 @@ mod tests {
             }),
             Err(SessionError::Version(1))
         );
+    }
+
+    fn macros(for_command: u8, pairs: &[(&str, &str)]) -> Command {
+        Command::Macro {
+            for_command,
+            pairs: pairs
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    /// Every command that belongs to a transaction, with the macro stage
+    /// Postfix announces before it.
+    fn message_commands() -> Vec<(u8, Command)> {
+        vec![
+            (
+                cmd::RCPT,
+                Command::Rcpt(vec!["<bob@remote.example>".into()]),
+            ),
+            (cmd::DATA, Command::Data),
+            (cmd::HEADER, header("Subject", "hi")),
+            (cmd::EOH, Command::Eoh),
+            (cmd::BODY, Command::Body(Bytes::from_static(b"spam\r\n"))),
+            (cmd::BODYEOB, Command::BodyEob(Bytes::new())),
+        ]
+    }
+
+    /// Regression: BODY or end-of-message with no MAIL FROM was
+    /// scored and recorded with an empty envelope.
+    #[test]
+    fn message_commands_without_mail_are_a_protocol_error() {
+        for (stage, command) in message_commands() {
+            let name = command.name();
+            let mut s = negotiated(0x1F_FFFF);
+            s.handle(Command::Connect {
+                hostname: "client.example".into(),
+                family: ConnFamily::Inet,
+                port: 40000,
+                address: "192.0.2.10".into(),
+            })
+            .unwrap();
+            // The stage's macros come first and are no error by themselves.
+            assert_eq!(s.handle(macros(stage, &[("i", "4ABC")])), Ok(Step::Nothing));
+            assert_eq!(
+                s.handle(command),
+                Err(SessionError::OutOfOrder(name)),
+                "{name} with no MAIL"
+            );
+            assert_eq!(s.messages_seen(), 0);
+        }
+    }
+
+    #[test]
+    fn a_finished_or_aborted_transaction_takes_no_more_content() {
+        for end in ["eom", "abort"] {
+            let mut s = negotiated(0x1F_FFFF);
+            s.handle(Command::Mail(vec!["<a@b.example>".into()]))
+                .unwrap();
+            s.handle(Command::Rcpt(vec!["<c@d.example>".into()]))
+                .unwrap();
+            if end == "eom" {
+                assert_eq!(s.handle(Command::BodyEob(Bytes::new())), Ok(Step::AskEom));
+                s.take_message();
+                s.end_of_message(EomVerdict::accept());
+            } else {
+                s.handle(Command::Abort).unwrap();
+            }
+            for (_, command) in message_commands() {
+                let name = command.name();
+                assert_eq!(
+                    s.handle(command),
+                    Err(SessionError::OutOfOrder(name)),
+                    "{name} after {end}"
+                );
+            }
+        }
+        let e = SessionError::OutOfOrder("BODY").to_string();
+        assert!(e.contains("BODY") && e.contains("MAIL FROM"), "{e}");
+    }
+
+    /// What Postfix really sends stays valid: a macro packet before every
+    /// command (empty ones too, and one for an UNKNOWN step negotiated
+    /// away, with no transaction open), ABORT after every message, two
+    /// ABORTs in a row, and several messages on one connection.
+    #[test]
+    fn postfix_order_with_macros_aborts_and_two_messages_is_accepted() {
+        let mut s = negotiated(0x1F_FFFF);
+        s.handle(macros(cmd::CONNECT, &[("j", "relay.test")]))
+            .unwrap();
+        s.handle(Command::Connect {
+            hostname: "[192.0.2.10]".into(),
+            family: ConnFamily::Inet,
+            port: 40000,
+            address: "192.0.2.10".into(),
+        })
+        .unwrap();
+        s.handle(macros(cmd::HELO, &[])).unwrap();
+        s.handle(Command::Helo("client.example".into())).unwrap();
+        s.handle(macros(cmd::UNKNOWN, &[])).unwrap();
+        s.handle(Command::Abort).unwrap();
+        assert!(s.envelope().is_none(), "stray macros open no message");
+        for (n, login) in ["ann", "bob"].into_iter().enumerate() {
+            s.handle(macros(cmd::MAIL, &[("{auth_authen}", login)]))
+                .unwrap();
+            let from = format!("<{login}@customer.example>");
+            assert_eq!(s.handle(Command::Mail(vec![from])), Ok(Step::AskMail));
+            s.answer(Decision::Continue);
+            for (stage, command) in message_commands() {
+                s.handle(macros(stage, &[("i", "4ABC")])).unwrap();
+                if let Ok(Step::AskRcpt(_)) = s.handle(command) {
+                    s.answer(Decision::Continue);
+                }
+            }
+            let (env, m) = s.take_message();
+            assert_eq!(env.auth_login.as_deref(), Some(login));
+            assert_eq!(env.mail_from, format!("{login}@customer.example"));
+            assert_eq!(env.rcpts, vec!["bob@remote.example".to_string()]);
+            assert_eq!(env.queue_id.as_deref(), Some("4ABC"));
+            assert!(m.raw.ends_with(b"\r\nspam\r\n"), "{:?}", m.raw);
+            s.end_of_message(EomVerdict::accept());
+            assert_eq!(s.messages_seen(), n as u64 + 1);
+            s.handle(Command::Abort).unwrap();
+            s.handle(Command::Abort).unwrap();
+        }
+        assert_eq!(s.handle(Command::Quit), Ok(Step::Close));
     }
 
     #[test]

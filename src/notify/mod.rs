@@ -3,6 +3,13 @@
 //! and/or command and, for suspensions, as an e-mail to the account's
 //! contact. A worker delivers with retries and exponential backoff, so no
 //! event is lost across restarts. Knows nothing of the milter or scoring.
+//!
+//! Event fields come from mail (the login, the envelope sender) and from
+//! the accounts directory, so none is trusted in the e-mail: a contact that
+//! is not one plain address gets no e-mail, CR/LF and other control
+//! characters in the subject become spaces, and the SMTP transport checks
+//! every address again before it speaks. A job that can never be delivered
+//! (a bad address or payload) is given up at once, not retried.
 
 pub mod outbox;
 pub mod transport;
@@ -21,7 +28,7 @@ use crate::policy::store::{EventSink, EventSinkError};
 use crate::policy::Event;
 
 pub use outbox::{FileOutbox, OutboxError, OutboxItem, OutboxQueue};
-pub use transport::{DeliveryError, Mail};
+pub use transport::{check_address, DeliveryError, Mail};
 
 /// The built-in suspension e-mail body.
 pub const DEFAULT_EMAIL_TEMPLATE: &str = "\
@@ -79,7 +86,14 @@ impl Notifier {
             jobs.push(("command", json.clone()));
         }
         if event.kind == "suspended" && self.config.smtp_relay.is_some() {
-            if let Some(contact) = &event.contact {
+            let contact = event.contact.as_ref().filter(|contact| {
+                let checked = check_address("contact", contact);
+                if let Err(e) = &checked {
+                    warn!(account = %event.account, error = %e, "no suspension e-mail: the contact is unusable");
+                }
+                checked.is_ok()
+            });
+            if let Some(contact) = contact {
                 let (subject, body) = self.render(event);
                 jobs.push((
                     "email",
@@ -90,7 +104,8 @@ impl Notifier {
         jobs
     }
 
-    /// Subject and body of the suspension e-mail.
+    /// Subject and body of the suspension e-mail. The subject is one line:
+    /// CR, LF and other control characters in it become spaces.
     pub fn render(&self, event: &Event) -> (String, String) {
         let how = if event.self_service {
             let when = match event.self_service_from {
@@ -116,7 +131,10 @@ impl Notifier {
                 .replace("{reason}", &event.reason)
                 .replace("{how_to_unblock}", &how)
         };
-        (fill(&self.config.email_subject), fill(&self.template))
+        (
+            one_line(&fill(&self.config.email_subject)),
+            fill(&self.template),
+        )
     }
 
     /// Deliver one job once.
@@ -253,7 +271,18 @@ impl<Q: OutboxQueue> EventSink for EventQueue<Q> {
     }
 }
 
-/// A plain-text UTF-8 message with the headers a relay expects.
+/// A header value on one line: CR, LF and other control characters become
+/// spaces, so a value can never start a header of its own.
+fn one_line(value: &str) -> String {
+    value
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// A plain-text UTF-8 message with the headers a relay expects. The subject
+/// is made one line; `from`, `to` and `host` must be checked addresses and
+/// names ([`transport::send_mail`] refuses others before sending).
 pub fn build_message(
     from: &str,
     to: &str,
@@ -263,8 +292,9 @@ pub fn build_message(
     id: i64,
     host: &str,
 ) -> String {
+    let subject = one_line(subject);
     let subject = if subject.is_ascii() {
-        subject.to_string()
+        subject
     } else {
         format!("=?UTF-8?B?{}?=", base64(subject.as_bytes()))
     };
@@ -352,7 +382,8 @@ pub async fn run_worker<Q: OutboxQueue>(
                     }
                 }
                 Err(err) => {
-                    let give_up = item.attempts >= i64::from(notifier.config.max_attempts);
+                    let give_up = err.is_permanent()
+                        || item.attempts >= i64::from(notifier.config.max_attempts);
                     if give_up {
                         warn!(id = item.id, kind = %item.kind, attempts = item.attempts, error = %err, "notification given up");
                         let _ = outbox.mark_delivered(item.id, Utc::now()).await;
@@ -394,6 +425,95 @@ mod tests {
             ("foobar", "Zm9vYmFy"),
         ] {
             assert_eq!(base64(input.as_bytes()), want);
+        }
+    }
+
+    /// Regression: event fields reached the Subject header
+    /// unchecked, so a login with CR/LF could add headers.
+    #[test]
+    fn subject_values_cannot_add_headers() {
+        let n = Notifier::new(NotifyConfig::default(), 90).unwrap();
+        let event = Event {
+            kind: "suspended".into(),
+            account: "x@hosted.example\r\nBcc: all@victims.example\n\rX-Evil: 1".into(),
+            contact: Some("owner@contact.example".into()),
+            tier: None,
+            report_id: None,
+            at: "2026-11-22T10:00:00Z".parse().unwrap(),
+            reason: "r".into(),
+            self_service: true,
+            self_service_from: None,
+        };
+        let (subject, _) = n.render(&event);
+        assert!(!subject.contains(['\r', '\n']), "{subject:?}");
+        for subject in [subject.as_str(), "Grüße\r\nBcc: all@victims.example"] {
+            let msg = build_message(
+                "abuse@provider.example",
+                "owner@contact.example",
+                subject,
+                "body",
+                event.at,
+                1,
+                "relay.example",
+            );
+            let (head, _) = msg.split_once("\r\n\r\n").unwrap();
+            let names: Vec<&str> = head
+                .split("\r\n")
+                .map(|l| l.split(':').next().unwrap())
+                .collect();
+            assert_eq!(
+                names,
+                [
+                    "From",
+                    "To",
+                    "Subject",
+                    "Date",
+                    "Message-ID",
+                    "MIME-Version",
+                    "Content-Type",
+                    "Content-Transfer-Encoding",
+                    "Auto-Submitted"
+                ],
+                "{head}"
+            );
+            // No bare CR or LF inside a header either.
+            assert_eq!(head.matches('\n').count(), 8, "{head:?}");
+            assert_eq!(head.matches('\r').count(), 8, "{head:?}");
+        }
+    }
+
+    #[test]
+    fn a_contact_that_is_not_one_address_gets_no_email() {
+        let n = Notifier::new(
+            NotifyConfig {
+                smtp_relay: Some(crate::config::SmtpRelay {
+                    host: "127.0.0.1".into(),
+                    port: 25,
+                }),
+                ..NotifyConfig::default()
+            },
+            90,
+        )
+        .unwrap();
+        let mut event = Event {
+            kind: "suspended".into(),
+            account: "x@hosted.example".into(),
+            contact: Some("owner@contact.example".into()),
+            tier: None,
+            report_id: None,
+            at: "2026-11-22T10:00:00Z".parse().unwrap(),
+            reason: "r".into(),
+            self_service: true,
+            self_service_from: None,
+        };
+        assert_eq!(n.jobs(&event).len(), 1);
+        for bad in [
+            "owner@contact.example>\r\nRCPT TO:<victim@elsewhere.example",
+            "owner@contact.example, victim@elsewhere.example",
+            "Owner <owner@contact.example>",
+        ] {
+            event.contact = Some(bad.into());
+            assert!(n.jobs(&event).is_empty(), "{bad:?}");
         }
     }
 

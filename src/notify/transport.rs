@@ -2,6 +2,10 @@
 //! `http://` webhook, a command with the JSON on stdin, and an e-mail
 //! through an SMTP relay. Minimal clients over tokio; each attempt is
 //! bounded by the caller's timeout.
+//!
+//! Nothing that reaches an SMTP command line is trusted: the HELO name and
+//! both addresses are checked ([`check_address`]) before a connection is
+//! opened, so a value with CR or LF can never add a command or a recipient.
 
 use std::process::Stdio;
 
@@ -39,6 +43,96 @@ pub enum DeliveryError {
     Timeout(std::time::Duration),
     #[error("payload: {0}")]
     Payload(String),
+    #[error("{what} {value:?} is not a single valid e-mail address: {why}")]
+    Address {
+        what: &'static str,
+        value: String,
+        why: &'static str,
+    },
+}
+
+impl DeliveryError {
+    /// A job that can never succeed (a malformed payload or address):
+    /// retrying it only repeats the failure.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            DeliveryError::Payload(_) | DeliveryError::Address { .. }
+        )
+    }
+}
+
+/// Check that `value` is one plain ASCII mailbox, `local@domain`, fit for
+/// `MAIL FROM:<…>`, `RCPT TO:<…>` and a `To:` header: no CR, LF or other
+/// control character, no space, no display name, angle bracket, comma or
+/// quote, exactly one `@`, and a domain of letters, digits, `-` and dots.
+/// `what` names the value in the error (`recipient`, `sender`).
+pub fn check_address(what: &'static str, value: &str) -> Result<(), DeliveryError> {
+    let bad = |why| {
+        Err(DeliveryError::Address {
+            what,
+            value: value.chars().take(200).collect(),
+            why,
+        })
+    };
+    if value.chars().any(|c| c.is_control()) {
+        return bad("it contains CR, LF or another control character");
+    }
+    if !value.is_ascii() {
+        return bad("non-ASCII addresses need SMTPUTF8, which the notifier does not speak");
+    }
+    if value.len() > 254 {
+        return bad("longer than 254 characters");
+    }
+    if value.contains([',', ';']) {
+        return bad("a list of addresses");
+    }
+    let Some((local, domain)) = value.split_once('@') else {
+        return bad("no @");
+    };
+    if domain.contains('@') {
+        return bad("more than one @");
+    }
+    if local.is_empty() || local.len() > 64 {
+        return bad("the local part is empty or longer than 64 characters");
+    }
+    if local
+        .chars()
+        .any(|c| c.is_ascii_whitespace() || "<>()[]\\:\"".contains(c))
+    {
+        return bad("a space, bracket, quote or other special character");
+    }
+    if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
+        return bad("a misplaced dot in the local part");
+    }
+    let labels_ok = domain.split('.').all(|label| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    });
+    if !labels_ok {
+        return bad("the domain is not a host name");
+    }
+    Ok(())
+}
+
+/// A HELO name: one host-name-like word, nothing a command could hide in.
+fn check_helo(helo: &str) -> Result<(), DeliveryError> {
+    let fine = !helo.is_empty()
+        && helo.len() <= 255
+        && helo
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-.[]:".contains(c));
+    if fine {
+        Ok(())
+    } else {
+        Err(DeliveryError::Payload(format!(
+            "HELO name {:?} is not a host name",
+            helo.chars().take(200).collect::<String>()
+        )))
+    }
 }
 
 fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> DeliveryError {
@@ -160,8 +254,12 @@ pub struct Mail<'a> {
 }
 
 /// Send one message through `host:port`: EHLO (HELO if refused), MAIL,
-/// RCPT, DATA with dot-stuffing, QUIT.
+/// RCPT, DATA with dot-stuffing, QUIT. The HELO name and both addresses are
+/// checked first; a bad one fails before any connection is made.
 pub async fn send_mail(host: &str, port: u16, mail: &Mail<'_>) -> Result<(), DeliveryError> {
+    check_helo(mail.helo)?;
+    check_address("sender", mail.from)?;
+    check_address("recipient", mail.to)?;
     let addr = format!("{host}:{port}");
     let stream =
         TcpStream::connect((host, port))
@@ -198,10 +296,12 @@ pub async fn send_mail(host: &str, port: u16, mail: &Mail<'_>) -> Result<(), Del
     }
     let mut data = String::with_capacity(mail.message.len() + 64);
     for line in mail.message.lines() {
+        // A bare CR is no line end for us but may be one for the relay.
+        let line = line.replace('\r', "");
         if line.starts_with('.') {
             data.push('.');
         }
-        data.push_str(line);
+        data.push_str(&line);
         data.push_str("\r\n");
     }
     data.push_str(".\r\n");
@@ -272,5 +372,42 @@ mod tests {
         );
         assert!(parse_http_url("https://x/").is_err());
         assert!(parse_http_url("http://:80/").is_err());
+    }
+
+    #[test]
+    fn only_single_plain_addresses_pass() {
+        for good in [
+            "owner@contact.example",
+            "first.last+tag@sub.contact-example.org",
+            "o'brien@example.com",
+        ] {
+            assert!(check_address("recipient", good).is_ok(), "{good}");
+        }
+        for (bad, why) in [
+            (
+                "owner@contact.example\r\nRCPT TO:<x@evil.example>",
+                "CR, LF",
+            ),
+            ("owner@contact.example\n", "CR, LF"),
+            ("owner@contact.example>", "the domain"),
+            ("<owner@contact.example>", "special character"),
+            ("Owner <owner@contact.example>", "special character"),
+            ("a@b.example, c@d.example", "a list"),
+            ("a@b.example;c@d.example", "a list"),
+            ("a,c@d.example", "a list"),
+            ("a@b@c.example", "more than one @"),
+            ("owner", "no @"),
+            ("@contact.example", "local part"),
+            ("owner@", "the domain"),
+            ("owner@contact..example", "the domain"),
+            ("me@bücher.example", "SMTPUTF8"),
+            ("", "no @"),
+        ] {
+            let e = check_address("recipient", bad).expect_err(bad).to_string();
+            assert!(e.contains(why), "{bad:?}: {e}");
+            assert!(e.starts_with("recipient "), "{e}");
+        }
+        assert!(check_helo("relay.provider.example").is_ok());
+        assert!(check_helo("relay\r\nRSET").is_err());
     }
 }

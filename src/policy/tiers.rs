@@ -663,9 +663,17 @@ mod tests {
             Some(chrono::Duration::days(2))
         );
         let text = "[tiers.L-SPAM10]\ncomplaint_period = \"1d\"\n[tiers.L-SPAM30]\ncomplaint_period = \"soon\"\n";
-        let e = TierTable::parse(Path::new("t.toml"), text).unwrap_err().to_string();
-        assert!(e.contains("t.toml:1:") && e.contains("suspension tiers only"), "{e}");
-        assert!(e.contains("t.toml:3:") && e.contains("complaint_period"), "{e}");
+        let e = TierTable::parse(Path::new("t.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("t.toml:1:") && e.contains("suspension tiers only"),
+            "{e}"
+        );
+        assert!(
+            e.contains("t.toml:3:") && e.contains("complaint_period"),
+            "{e}"
+        );
     }
 
     #[test]

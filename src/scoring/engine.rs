@@ -27,10 +27,12 @@
 //! ```
 //!
 //! # Whitelist and sensitivity
-//! Senders (envelope login or MAIL FROM, by address or domain) listed in
-//! `scores/whitelist.txt` still get every symbol reported, but the symbols of
-//! content groups (`content = true` in `groups.toml`) score 0 and
-//! `WHITELISTED` says why. `actions.toml` maps senders to a sensitivity
+//! Messages from an authenticated login listed in `scores/whitelist.txt`
+//! (by its address or its domain) still get every symbol reported, but the
+//! symbols of content groups (`content = true` in `groups.toml`) score 0 and
+//! `WHITELISTED` says why. Only the SASL login counts: the envelope sender is
+//! whatever the client typed at MAIL FROM, so it never whitelists, and a
+//! message without a login is never whitelisted. `actions.toml` maps senders to a sensitivity
 //! level whose threshold is [`Engine::reject_score_for`]; the report shows a
 //! non-default level as `SENSITIVITY_HIGH` / `SENSITIVITY_LOW` (weight 0).
 
@@ -383,12 +385,20 @@ impl Engine {
         }
     }
 
+    /// The whitelist entry that matches the message's SASL login (its
+    /// address, then its domain). The MAIL FROM is never consulted: any
+    /// client may send any envelope sender.
     fn whitelisted(&self, envelope: &Envelope) -> Option<String> {
         if self.inner.whitelist.is_empty() {
             return None;
         }
-        sender_keys(envelope)
-            .into_iter()
+        let login = envelope.auth_login.as_deref()?.trim().to_lowercase();
+        if login.is_empty() {
+            return None;
+        }
+        let domain = domain_of(&login);
+        std::iter::once(login)
+            .chain(domain)
             .find(|k| self.inner.whitelist.contains(k))
     }
 }

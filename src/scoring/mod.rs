@@ -7,4 +7,6 @@ pub mod report;
 pub mod scores;
 
 pub use engine::{Engine, ExternalSymbol, GTUBE};
-pub use report::{AttachmentSummary, MessageSummary, ScanReport, SymbolResult, Timings};
+pub use report::{
+    AttachmentSummary, MessageSummary, ScanReport, ScanSkipped, SymbolResult, Timings,
+};

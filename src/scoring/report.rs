@@ -57,6 +57,16 @@ pub struct Timings {
     pub total_us: u64,
 }
 
+/// Why a message was let through (or deferred) without a scan: the milter's
+/// fail-safe answered because scoring overran its budget or failed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScanSkipped {
+    /// `timeout` or `error`.
+    pub cause: String,
+    /// What happened: `scan exceeded 20s`, `filter panicked`, …
+    pub detail: String,
+}
+
 /// The result of scoring one message.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ScanReport {
@@ -73,6 +83,10 @@ pub struct ScanReport {
     /// The SMTP reply the sender got when the message was refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply: Option<String>,
+    /// Set when no rule ran: the message got the fail-safe verdict. Its
+    /// score is then 0 and means nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<ScanSkipped>,
 }
 
 impl ScanReport {

@@ -11,7 +11,7 @@
 //! | `regex.toml` | `[[rule]]` entries: `symbol`, `pattern` |
 //! | `attachments.toml` | `dangerous`, `decoy`, `archives` extension lists |
 //! | `freemail.txt` | free-mail domains, one per line |
-//! | `whitelist.txt` | senders or domains whose content rules do not count |
+//! | `whitelist.txt` | SASL logins (address or domain) whose content rules do not count |
 //! | `keywords/<category>.<lang>.txt` | one keyword per line; header names the symbol |
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -238,7 +238,7 @@ pub struct GroupDef {
     pub description: String,
     /// Rspamd's `max_score`: the group's positive scores add up to at most this.
     pub max_score: Option<f64>,
-    /// Content groups are skipped (scored 0) for whitelisted senders.
+    /// Content groups are skipped (scored 0) for whitelisted logins.
     pub content: bool,
 }
 
@@ -273,7 +273,8 @@ pub struct Compiled {
     pub regex: RegexRules,
     pub attachments: AttachmentPolicy,
     pub structure: StructurePolicy,
-    /// Lower-cased addresses and domains.
+    /// Lower-cased login addresses and domains (matched against the SASL
+    /// login only, never the envelope sender).
     pub whitelist: HashSet<String>,
 }
 

@@ -46,6 +46,7 @@ both_backends!(
     failed_logins_are_throttled,
     pages_log_in_list_open_and_unblock,
     stats_count_per_hour,
+    a_skipped_scan_is_shown_with_its_cause,
 );
 
 const ABUSE: &str = "alice:abuse-secret";
@@ -1392,4 +1393,36 @@ async fn user_cli_creates_a_working_credential() {
         StatusCode::UNAUTHORIZED
     );
     store.close().await;
+}
+
+/// Regression: a message the fail-safe let through unscored has a
+/// report that says so, on the page, in the API and apart from scored ones.
+async fn a_skipped_scan_is_shown_with_its_cause(store: &Store) {
+    let app = setup(store).await;
+    let mut skipped = ham(1, "bob@example.com");
+    skipped.report.symbols.clear();
+    skipped.report.score = 0.0;
+    skipped.report.skipped = Some(outscore::scoring::ScanSkipped {
+        cause: "timeout".into(),
+        detail: "scan exceeded 20s".into(),
+    });
+    let scored = ham(2, "bob@example.com");
+    let ids = (skipped.id.to_string(), scored.id.to_string());
+    store.insert_reports(&[skipped, scored]).await.unwrap();
+    let cookie = login(&app, "alice", "abuse-secret").await.unwrap();
+    let (status, html) = page(&app, &format!("/reports/{}", ids.0), &cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("skipped (timeout): scan exceeded 20s"),
+        "{html}"
+    );
+    let (_, html) = page(&app, &format!("/reports/{}", ids.1), &cookie).await;
+    assert!(!html.contains("scan-skipped"), "{html}");
+    let v = get_json(&app, &format!("/api/v1/reports/{}", ids.0), ABUSE).await;
+    assert_eq!(
+        v["report"]["report"]["skipped"],
+        json!({"cause": "timeout", "detail": "scan exceeded 20s"})
+    );
+    let v = get_json(&app, &format!("/api/v1/reports/{}", ids.1), ABUSE).await;
+    assert_eq!(v["report"]["report"].get("skipped"), None);
 }

@@ -20,6 +20,10 @@ use outscore::scoring::{Engine, GTUBE};
 use outscore::server::{Listener, Server};
 use outscore::smtp::{Decision, EomVerdict, SmtpReply};
 
+use crate::support::store::{postgres, sqlite};
+
+both_backends!(a_fail_safe_verdict_leaves_a_report);
+
 /// A filter whose behaviour is chosen by the message: the subject says
 /// "panic", "slow" or "error"; MAIL FROM `<blocked@…>` is refused, and so
 /// is recipient `r2@…`. It records what it saw.
@@ -413,6 +417,53 @@ async fn failing_filters_get_the_fail_safe_and_progress_keeps_the_mta_waiting() 
     d.stop().await;
 }
 
+/// Regression: content with no MAIL FROM before it was scored and
+/// recorded with an empty envelope. Now it closes the connection (Postfix
+/// applies its milter_default_action) and the filter never sees it.
+#[tokio::test]
+async fn content_without_mail_closes_the_connection_unscored() {
+    let filter = Arc::new(ScriptedFilter::default());
+    let d = Daemon::start(
+        filter.clone(),
+        SessionOptions::default(),
+        "inet:127.0.0.1:0",
+    )
+    .await;
+    // Straight after CONNECT, and after a finished message and its ABORT.
+    for after_a_message in [false, true] {
+        let mut c = postfix_client(&d).await;
+        if after_a_message {
+            let out = c.send_message(&submission("fine", "x\n")).await.unwrap();
+            assert_eq!(out.eom, vec![Reply::Accept]);
+        }
+        c.queue(&outscore::milter::Command::Macro {
+            for_command: b'B',
+            pairs: vec![("i".into(), "4ABC".into())],
+        });
+        c.queue(&outscore::milter::Command::Body(Bytes::from_static(
+            b"Cheap pills\r\n",
+        )));
+        c.queue(&outscore::milter::Command::BodyEob(Bytes::new()));
+        assert!(
+            matches!(
+                c.recv().await,
+                Err(outscore::milter::client::ClientError::Closed)
+            ),
+            "after a message: {after_a_message}"
+        );
+    }
+    assert_eq!(
+        filter.eoms.load(Ordering::SeqCst),
+        1,
+        "only the real message"
+    );
+    // The daemon still serves other connections.
+    let mut c = postfix_client(&d).await;
+    let out = c.send_message(&submission("fine", "x\n")).await.unwrap();
+    assert_eq!(out.eom, vec![Reply::Accept]);
+    d.stop().await;
+}
+
 #[tokio::test]
 async fn a_malformed_packet_closes_only_its_own_connection() {
     let d = Daemon::start(
@@ -570,4 +621,173 @@ async fn every_message_leaves_a_report_and_the_refusal_quotes_its_id() {
         panic!("content kept")
     };
     assert!(String::from_utf8_lossy(&raw).contains("GTUBE-STANDARD"));
+}
+
+/// The daemon's pipeline, except that its scan sleeps past any budget when
+/// the subject says "slow" and panics when it says "panic": the two ways a
+/// scan ends without a verdict. MAIL, RCPT and `skipped` are the pipeline's.
+struct Stalling(Arc<Pipeline>);
+
+impl Filter for Stalling {
+    async fn mail(&self, envelope: &Envelope) -> Decision {
+        self.0.mail(envelope).await
+    }
+
+    async fn rcpt(&self, envelope: &Envelope, rcpt: &str) -> Decision {
+        self.0.rcpt(envelope, rcpt).await
+    }
+
+    async fn end_of_message(
+        &self,
+        envelope: Envelope,
+        message: Message,
+    ) -> Result<EomVerdict, FilterError> {
+        let text = String::from_utf8_lossy(&message.raw).to_string();
+        if text.contains("Subject: slow") {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+        if text.contains("Subject: panic") {
+            panic!("scripted panic");
+        }
+        self.0.end_of_message(envelope, message).await
+    }
+
+    fn skipped(
+        &self,
+        envelope: Envelope,
+        message: Message,
+        skip: outscore::milter::Skip,
+        verdict: &EomVerdict,
+    ) {
+        self.0.skipped(envelope, message, skip, verdict)
+    }
+}
+
+/// Regression: a scan that timed out or panicked let the message
+/// through with `X-Outscore-Scan: skipped` and stored nothing. Now each
+/// leaves a report with its content, the fail-safe's action and the cause.
+async fn a_fail_safe_verdict_leaves_a_report(store: &outscore::store::Store) {
+    use outscore::store::{spawn_writer_with, Content, ReportFilter, ReportStore, WriterOptions};
+
+    let spool = tempfile::tempdir().unwrap();
+    let (sink, writer) =
+        spawn_writer_with(store.clone(), spool.path(), WriterOptions::default()).unwrap();
+    let filter = Arc::new(Stalling(Arc::new(
+        Pipeline::new(
+            Engine::builtin(),
+            PipelineOptions {
+                add_headers: true,
+                header_prefix: "X-Outscore".into(),
+            },
+        )
+        .with_reports(sink.clone()),
+    )));
+    let budget = Duration::from_millis(300);
+    let send = |subject: &str, from: &str| {
+        let mut s = submission(subject, &format!("{subject} body\n"));
+        s.mail_from = format!("<{from}>");
+        s
+    };
+    for fail_safe in [
+        FailSafe::Accept {
+            header: Some("X-Outscore-Scan".into()),
+        },
+        FailSafe::Tempfail,
+    ] {
+        let tempfail = fail_safe == FailSafe::Tempfail;
+        let options = SessionOptions {
+            scan_timeout: budget,
+            progress_interval: Duration::from_millis(100),
+            fail_safe,
+            ..SessionOptions::default()
+        };
+        let d = Daemon::start(filter.clone(), options, "inet:127.0.0.1:0").await;
+        let mut c = postfix_client(&d).await;
+        let cases: &[(&str, &str)] = if tempfail {
+            &[("slow", "slow-tempfail@customer.example")]
+        } else {
+            &[
+                ("slow", "slow@customer.example"),
+                ("panic", "panic@customer.example"),
+                ("fine", "fine@customer.example"),
+            ]
+        };
+        for (subject, from) in cases {
+            let out = c.send_message(&send(subject, from)).await.unwrap();
+            let expected = if tempfail {
+                Reply::ReplyCode("451 4.7.1 Message scan unavailable, try again later".into())
+            } else {
+                Reply::Accept
+            };
+            assert_eq!(out.eom.last(), Some(&expected), "{subject}");
+        }
+        d.stop().await;
+    }
+    writer.shutdown().await;
+
+    let page = store
+        .list_reports(&ReportFilter::default(), 50, None)
+        .await
+        .unwrap();
+    let find = |from: &str| {
+        page.reports
+            .iter()
+            .find(|r| r.mail_from == from)
+            .unwrap_or_else(|| panic!("no report for {from}: {:?}", page.reports))
+            .id
+            .clone()
+    };
+    assert_eq!(page.reports.len(), 4, "{:?}", page.reports);
+    for (from, action, cause, detail) in [
+        (
+            "slow@customer.example",
+            "accept",
+            "timeout",
+            "scan exceeded 300ms",
+        ),
+        (
+            "panic@customer.example",
+            "accept",
+            "error",
+            "filter panicked",
+        ),
+        (
+            "slow-tempfail@customer.example",
+            "tempfail",
+            "timeout",
+            "scan exceeded 300ms",
+        ),
+    ] {
+        let id = find(from);
+        let r = store.report(&id).await.unwrap().expect("stored");
+        assert_eq!(r.action, action, "{from}");
+        let skipped = r
+            .report
+            .skipped
+            .as_ref()
+            .unwrap_or_else(|| panic!("{from}: {r:?}"));
+        assert_eq!(
+            (skipped.cause.as_str(), skipped.detail.as_str()),
+            (cause, detail)
+        );
+        assert!(r.report.symbols.is_empty());
+        assert_eq!(
+            r.envelope.auth_login.as_deref(),
+            Some("alice@customer.example")
+        );
+        let Content::Found(raw) = store.content(&id).await.unwrap() else {
+            panic!("{from}: content kept")
+        };
+        assert!(String::from_utf8_lossy(&raw).contains(" body"), "{from}");
+    }
+    // A scanned message says nothing of a skipped scan.
+    let fine = store
+        .report(&find("fine@customer.example"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (fine.action.as_str(), fine.report.skipped),
+        ("accept", None)
+    );
 }

@@ -459,3 +459,82 @@ fn mass_abuse_mail_says_only_the_abuse_team_can_unblock() {
     assert!(body.contains("only be lifted by the abuse team"), "{body}");
     assert!(!body.contains("once every"), "{body}");
 }
+
+/// Regression: the contact went unchecked into `RCPT TO:` and the
+/// `To:` header, and event fields into `Subject:`, so CR/LF in them could
+/// add recipients or headers. Against a real SMTP receiver: a job whose
+/// contact smuggles a second RCPT is given up at once and nothing is sent;
+/// a login with CR/LF reaches the contact as one subject line.
+#[tokio::test]
+async fn notification_fields_cannot_add_recipients_or_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sink = SmtpSink::start(free_port()).await;
+    let notify = fast(NotifyConfig {
+        smtp_relay: Some(SmtpRelay {
+            host: "127.0.0.1".into(),
+            port: sink.port,
+        }),
+        smtp_from: "abuse@provider.example".into(),
+        smtp_helo: "relay.provider.example".into(),
+        ..NotifyConfig::default()
+    });
+    let notifier = Arc::new(Notifier::new(notify, 90).unwrap());
+    let outbox = Arc::new(FileOutbox::open(&dir.path().join("outbox.jsonl")).unwrap());
+    let worker = start_worker(outbox.clone(), notifier.clone());
+
+    // An event whose contact is not one address queues no e-mail.
+    let mut bad_contact = event("suspended");
+    bad_contact.contact =
+        Some("owner@contact.example>\r\nRCPT TO:<victim@elsewhere.example".into());
+    let ids = enqueue_event(&*outbox, &notifier, &worker.wake, &bad_contact)
+        .await
+        .unwrap();
+    assert!(ids.is_empty(), "{ids:?}");
+    // One already in the outbox is refused before the relay is contacted.
+    outbox
+        .enqueue(
+            "email",
+            &serde_json::json!({
+                "to": "owner@contact.example>\r\nRCPT TO:<victim@elsewhere.example",
+                "subject": "s",
+                "body": "b",
+            }),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    // A login with CR/LF in it, as the subject's {account}.
+    let mut injected = event("suspended");
+    injected.account = "victim@hosted.example\r\nBcc: all@victims.example".into();
+    enqueue_event(&*outbox, &notifier, &worker.wake, &injected)
+        .await
+        .unwrap();
+
+    let msg = sink.next().await;
+    assert_eq!(msg["to"], serde_json::json!(["owner@contact.example"]));
+    let data = msg["data"].as_str().unwrap();
+    let (head, _) = data.split_once("\n\n").unwrap_or((data, ""));
+    assert!(
+        head.lines().all(|l| !l.starts_with("Bcc:")),
+        "a header was injected:\n{head}"
+    );
+    assert!(
+        head.contains("Subject: [L-SPAM20] Outgoing mail of victim@hosted.example  Bcc: all@victims.example suspended"),
+        "{head}"
+    );
+    wait_for("the outbox to empty", || {
+        std::fs::read_to_string(dir.path().join("outbox.jsonl"))
+            .unwrap()
+            .matches("\"op\":\"done\"")
+            .count()
+            == 2
+    })
+    .await;
+    let journal = std::fs::read_to_string(dir.path().join("outbox.jsonl")).unwrap();
+    assert!(!journal.contains("\"op\":\"failed\""), "retried: {journal}");
+    let again = tokio::time::timeout(Duration::from_millis(700), sink.lines.next_line()).await;
+    assert!(again.is_err(), "the bad job was sent: {again:?}");
+    worker.stop.cancel();
+    worker.handle.await.unwrap();
+    let _ = sink.child.kill().await;
+}

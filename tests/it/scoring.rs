@@ -231,6 +231,71 @@ fn append(path: &Path, text: &str) {
     std::fs::write(path, t).unwrap();
 }
 
+/// Regression: the whitelist matched the envelope sender, so any
+/// login could write `MAIL FROM <x@whitelisted.example>` and have its spam
+/// scored as if it came from the whitelisted customer. Only the SASL login
+/// (its address or its domain) whitelists now.
+#[test]
+fn a_forged_mail_from_never_whitelists() {
+    let dir = scores_copy(|d| {
+        append(
+            &d.join("whitelist.txt"),
+            "shop.example
+alerts@monitor.example
+",
+        );
+    });
+    let engine = Engine::load(dir.path()).unwrap();
+    let spam = msg("Cheap VIAGRA", "Online pharmacy, no prescription needed");
+    let pharma = |env: &Envelope| {
+        let report = engine.scan(env, &spam);
+        (
+            report.symbol("WHITELISTED").is_some(),
+            report.symbol("KW_PHARMA").unwrap().score > 0.0,
+        )
+    };
+    // Another customer's login with the whitelisted domain as MAIL FROM.
+    let forged = Envelope {
+        auth_login: Some("mallory@customer.example".into()),
+        mail_from: "x@shop.example".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        pharma(&forged),
+        (false, true),
+        "a login with a forged MAIL FROM"
+    );
+    // No login at all: the MAIL FROM is all there is, and it is forgeable.
+    let unauthenticated = Envelope {
+        mail_from: "alerts@monitor.example".into(),
+        ..Default::default()
+    };
+    assert_eq!(pharma(&unauthenticated), (false, true), "no login");
+    // A listed address does not whitelist its domain's other logins.
+    let neighbour = Envelope {
+        auth_login: Some("bob@monitor.example".into()),
+        mail_from: "alerts@monitor.example".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        pharma(&neighbour),
+        (false, true),
+        "another login of a listed address's domain"
+    );
+    // The listed logins themselves, whatever MAIL FROM they use.
+    for (login, from) in [
+        ("Anna@Shop.Example", "newsletter@elsewhere.example"),
+        ("alerts@monitor.example", ""),
+    ] {
+        let listed = Envelope {
+            auth_login: Some(login.into()),
+            mail_from: from.into(),
+            ..Default::default()
+        };
+        assert_eq!(pharma(&listed), (true, false), "login {login}");
+    }
+}
+
 #[test]
 fn every_bad_line_is_reported_with_file_and_line() {
     let dir = scores_copy(|d| {
@@ -309,6 +374,7 @@ fn whitelist_mutes_content_but_reports_it() {
     let engine = Engine::load(dir.path()).unwrap();
     let spam = msg("Cheap VIAGRA", "Online pharmacy, no prescription needed");
     let listed = Envelope {
+        auth_login: Some("anna@shop.example".into()),
         mail_from: "anna@shop.example".into(),
         ..Default::default()
     };

@@ -151,6 +151,15 @@ pub(super) fn report_body(detail: &Detail, who: &Principal, learn: Markup) -> Ma
             tr { th { "Spam Score" } td class="score" { (format!("{:.2}", r.report.score)) } }
             tr { th { "Tier" } td { (opt(&r.tier)) } }
             tr { th { "Action" } td { (r.action) } }
+            @if let Some(skipped) = &r.report.skipped {
+                tr {
+                    th { "Scan" }
+                    td id="scan-skipped" {
+                        "skipped (" (skipped.cause) "): " (skipped.detail)
+                        " — no rule ran; the fail-safe verdict applied"
+                    }
+                }
+            }
             tr { th { "Time" } td { (time(&r.created_at)) } }
             tr { th { "Account" } td { (opt(&r.account)) } }
             tr { th { "Report id" } td { (r.id.as_str()) } }
