@@ -16,6 +16,7 @@ use crate::envelope::Envelope;
 use crate::milter::{Filter, FilterError, Message};
 use crate::notify::EventQueue;
 use crate::policy::service::{Enforcer, ServiceError};
+use crate::config::Mode;
 use crate::policy::{Gate, Outgoing, Refusal, Scored};
 use crate::ruleset::{RuleSet, SharedRules};
 use crate::scoring::{Engine, ExternalSymbol, ScanReport};
@@ -293,12 +294,20 @@ impl Pipeline {
             symbols: &names,
             refused: false,
         };
+        let observe = self.observes(&stored.envelope);
         let outcome = async {
             // Fresh facts, not cached: the tier depends on the latest history.
             let mut facts = enforcer.facts(&account, now).await?;
-            enforcer
-                .at_eom(&mut facts, &scored, &message, stored.id.as_str(), now)
-                .await
+            let id = stored.id.as_str();
+            if observe {
+                enforcer
+                    .observe_eom(&mut facts, &scored, &message, id, now)
+                    .await
+            } else {
+                enforcer
+                    .at_eom(&mut facts, &scored, &message, id, now)
+                    .await
+            }
         };
         match outcome.await {
             Ok(out) => {
@@ -338,6 +347,12 @@ impl Pipeline {
             }
         }
         self.verdict_at(&stored.report, reject_score, stored.id.as_str())
+    }
+
+    /// The account is in observe mode: decide and record, refuse nothing.
+    fn observes(&self, envelope: &Envelope) -> bool {
+        let account = account_of(envelope).unwrap_or_default();
+        self.rules.load().policy.mode.for_account(&account) == Mode::Observe
     }
 
     /// A MAIL FROM the sending login may not use, when the policy refuses
@@ -383,15 +398,25 @@ fn action_name(decision: &Decision) -> &'static str {
 
 impl Filter for Pipeline {
     async fn mail(&self, envelope: &Envelope) -> Decision {
+        let observe = self.observes(envelope);
         if let Some(refusal) = self.mail_from_refusal(envelope) {
             info!(
                 login = envelope.auth_login.as_deref().unwrap_or("-"),
                 from = %envelope.mail_from,
                 reason = refusal.reason.as_str(),
                 reply = %refusal.reply,
-                "refused at MAIL FROM"
+                observe,
+                "{}",
+                if observe { "would refuse at MAIL FROM (observe mode)" } else { "refused at MAIL FROM" }
             );
-            return Decision::Reply(refusal.reply);
+            if !observe {
+                return Decision::Reply(refusal.reply);
+            }
+        }
+        if observe {
+            // No gate: nothing is refused and no counter moves before the
+            // message; end of message records what enforcement would do.
+            return Decision::Continue;
         }
         let Some((enforcer, account)) = self.enforced(envelope) else {
             return Decision::Continue;
@@ -407,6 +432,9 @@ impl Filter for Pipeline {
     }
 
     async fn rcpt(&self, envelope: &Envelope, rcpt: &str) -> Decision {
+        if self.observes(envelope) {
+            return Decision::Continue;
+        }
         let Some((enforcer, account)) = self.enforced(envelope) else {
             return Decision::Continue;
         };
@@ -471,10 +499,17 @@ impl Filter for Pipeline {
                 message.size,
             )
             .await;
-        stored.action = action_name(&verdict.decision).into();
         if let Decision::Reply(reply) = &verdict.decision {
             stored.report.reply = Some(reply.to_string());
         }
+        let verdict = if self.observes(&stored.envelope) {
+            // Record what enforcement would have done; deliver.
+            stored.report.observed = true;
+            self.accept(&stored.report)
+        } else {
+            verdict
+        };
+        stored.action = action_name(&verdict.decision).into();
         let reply = stored.report.reply.as_deref().unwrap_or("-");
         let (envelope, report) = (&stored.envelope, &stored.report);
         info!(
@@ -488,11 +523,13 @@ impl Filter for Pipeline {
             symbols = %report.symbols_line(),
             refused = verdict.decision.is_refusal(),
             refusal = report.refusal.as_deref().unwrap_or("-"),
+            observed = report.observed,
             reply = %reply,
             local = envelope.local_submission,
             "scored"
         );
         crate::telemetry::record_verdict(
+            report.observed,
             &stored.action,
             stored.tier.as_deref(),
             report.timings.total_us,

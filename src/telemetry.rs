@@ -80,8 +80,11 @@ pub const VERDICT_TIERS: [&str; 10] = [
     "none", "L-SPAM00", "L-SPAM10", "L-SPAM11", "L-SPAM20", "L-SPAM21", "L-SPAM30", "L-SPAM31",
     "L-SPAM40", "other",
 ];
+/// Modes counted by [`record_verdict`]: in `observe` the action is what
+/// was done (accept) and the tier what enforcement would have given.
+pub const VERDICT_MODES: [&str; 2] = ["enforce", "observe"];
 pub const VERDICTS_NAME: &str = "outscore_verdicts_total";
-pub const VERDICTS_HELP: &str = "Scored messages by action and tier";
+pub const VERDICTS_HELP: &str = "Scored messages by mode, action and tier";
 /// Upper bounds (microseconds) of the scan latency histogram buckets.
 pub const SCAN_BUCKETS_US: [u64; 10] = [
     250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 500_000, 2_000_000,
@@ -93,13 +96,17 @@ pub const SCAN_SECONDS_HELP: &str = "Time to score one message (parse and rules)
 const ZERO: AtomicU64 = AtomicU64::new(0);
 #[allow(clippy::declare_interior_mutable_const)]
 const ZERO_ROW: [AtomicU64; VERDICT_TIERS.len()] = [ZERO; VERDICT_TIERS.len()];
-static VERDICTS: [[AtomicU64; VERDICT_TIERS.len()]; VERDICT_ACTIONS.len()] =
+#[allow(clippy::declare_interior_mutable_const)]
+const ZERO_TABLE: [[AtomicU64; VERDICT_TIERS.len()]; VERDICT_ACTIONS.len()] =
     [ZERO_ROW; VERDICT_ACTIONS.len()];
+static VERDICTS: [[[AtomicU64; VERDICT_TIERS.len()]; VERDICT_ACTIONS.len()]; VERDICT_MODES.len()] =
+    [ZERO_TABLE; VERDICT_MODES.len()];
 static SCAN_BUCKETS: [AtomicU64; SCAN_BUCKETS_US.len() + 1] = [ZERO; SCAN_BUCKETS_US.len() + 1];
 static SCAN_SUM_US: AtomicU64 = AtomicU64::new(0);
 
-/// Count one scored message by action and tier, and its scan time.
-pub fn record_verdict(action: &str, tier: Option<&str>, scan_us: u64) {
+/// Count one scored message by mode, action and tier, and its scan time.
+pub fn record_verdict(observed: bool, action: &str, tier: Option<&str>, scan_us: u64) {
+    let m = usize::from(observed);
     let a = VERDICT_ACTIONS
         .iter()
         .position(|x| *x == action)
@@ -111,7 +118,7 @@ pub fn record_verdict(action: &str, tier: Option<&str>, scan_us: u64) {
             .position(|x| *x == tier)
             .map_or(VERDICT_TIERS.len() - 1, |i| i + 1),
     };
-    VERDICTS[a][t].fetch_add(1, Ordering::Relaxed);
+    VERDICTS[m][a][t].fetch_add(1, Ordering::Relaxed);
     let b = SCAN_BUCKETS_US
         .iter()
         .position(|le| scan_us <= *le)
@@ -120,14 +127,16 @@ pub fn record_verdict(action: &str, tier: Option<&str>, scan_us: u64) {
     SCAN_SUM_US.fetch_add(scan_us, Ordering::Relaxed);
 }
 
-/// `(action, tier, count)` for every non-zero pair.
-pub fn verdicts() -> Vec<(&'static str, &'static str, u64)> {
+/// `(mode, action, tier, count)` for every non-zero cell.
+pub fn verdicts() -> Vec<(&'static str, &'static str, &'static str, u64)> {
     let mut out = Vec::new();
-    for (a, row) in VERDICTS.iter().enumerate() {
-        for (t, n) in row.iter().enumerate() {
-            let n = n.load(Ordering::Relaxed);
-            if n > 0 {
-                out.push((VERDICT_ACTIONS[a], VERDICT_TIERS[t], n));
+    for (m, table) in VERDICTS.iter().enumerate() {
+        for (a, row) in table.iter().enumerate() {
+            for (t, n) in row.iter().enumerate() {
+                let n = n.load(Ordering::Relaxed);
+                if n > 0 {
+                    out.push((VERDICT_MODES[m], VERDICT_ACTIONS[a], VERDICT_TIERS[t], n));
+                }
             }
         }
     }

@@ -806,6 +806,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn mode_defaults_to_enforce_and_overrides_per_domain_or_account() {
+        let c = Config::parse(Path::new("t.toml"), "").unwrap();
+        assert_eq!(c.mode.for_account("a@x.example"), Mode::Enforce);
+        let text = "mode = \"observe\"\n[mode_for]\n\"X.example\" = \"enforce\"\n\"@y.example\" = \"observe\"\n\"boss@x.example\" = \"observe\"\n";
+        let c = Config::parse(Path::new("t.toml"), text).unwrap();
+        assert_eq!(c.mode.for_account("a@x.example"), Mode::Enforce);
+        assert_eq!(c.mode.for_account("Boss@x.example"), Mode::Observe);
+        assert_eq!(c.mode.for_account("a@z.example"), Mode::Observe);
+        assert!(Config::parse(Path::new("t.toml"), "mode = \"watch\"\n").is_err());
+    }
+
+    #[test]
     fn http_section() {
         let c = Config::parse(Path::new("x.toml"), "").unwrap();
         assert!(c.http.enabled);

@@ -45,10 +45,10 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     }
     let _ = writeln!(out, "# HELP {} {}", t::VERDICTS_NAME, t::VERDICTS_HELP);
     let _ = writeln!(out, "# TYPE {} counter", t::VERDICTS_NAME);
-    for (action, tier, n) in t::verdicts() {
+    for (mode, action, tier, n) in t::verdicts() {
         let _ = writeln!(
             out,
-            "{}{{action=\"{action}\",tier=\"{tier}\"}} {n}",
+            "{}{{mode=\"{mode}\",action=\"{action}\",tier=\"{tier}\"}} {n}",
             t::VERDICTS_NAME
         );
     }

@@ -33,7 +33,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::config::{AccountsConfig, Config, LimitsConfig, MessagePolicyConfig};
+use crate::config::{AccountsConfig, Config, LimitsConfig, MessagePolicyConfig, ModeConfig};
 
 use crate::diag::{ConfigError, ConfigErrors};
 use crate::smtp::{Decision, SmtpReply};
@@ -169,6 +169,8 @@ pub struct Policy {
     pub unblock_rule: UnblockRule,
     /// The message policies (attachments, sender mismatch).
     pub messages: MessagePolicyConfig,
+    /// Enforce, or only observe, per account.
+    pub mode: ModeConfig,
 }
 
 impl Policy {
@@ -186,6 +188,7 @@ impl Policy {
                 self_service_every: chrono::Duration::days(accounts.self_service_every_days.into()),
             },
             messages: MessagePolicyConfig::default(),
+            mode: ModeConfig::default(),
         }
     }
 
@@ -212,6 +215,7 @@ impl Policy {
         match (tiers, directory) {
             (Ok(tiers), Ok(directory)) => Ok(Policy {
                 messages: config.message_policy.clone(),
+                mode: config.mode.clone(),
                 ..Policy::new(tiers, config.limits.clone(), &config.accounts, directory)
             }),
             (Err(a), Err(b)) => Err(ConfigErrors(a.0.into_iter().chain(b.0).collect())),

@@ -239,6 +239,29 @@ impl<R: AccountRepo, C: VolumeCounters, E: EventSink> Enforcer<R, C, E> {
         Ok(out)
     }
 
+    /// End of message in observe mode: the same decision as
+    /// [`Enforcer::at_eom`], but only the counters move (so the history the
+    /// tiers would see builds up); no state change, audit entry or
+    /// notification.
+    pub async fn observe_eom(
+        &self,
+        facts: &mut AccountFacts,
+        scored: &Scored<'_>,
+        message: &super::Outgoing<'_>,
+        report_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<EomOutcome, ServiceError> {
+        let out = self.policy().at_eom(facts, scored, message, report_id, now);
+        let bumps: Vec<Effect> = out
+            .effects
+            .iter()
+            .filter(|e| matches!(e, Effect::Bump(_)))
+            .cloned()
+            .collect();
+        self.persist(&bumps).await?;
+        Ok(out)
+    }
+
     async fn transition(
         &self,
         result: Result<(Transition, Event), TransitionError>,

@@ -80,9 +80,14 @@ pub struct ScanReport {
     /// `sender_mismatch`, `large_message`), set by the pipeline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refusal: Option<String>,
-    /// The SMTP reply the sender got when the message was refused.
+    /// The SMTP reply the sender got when the message was refused (in
+    /// observe mode: the reply it would have got).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply: Option<String>,
+    /// Decided in observe mode: nothing was refused and no account changed;
+    /// the tier, refusal and reply are what enforcement would have done.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub observed: bool,
     /// Set when no rule ran: the message got the fail-safe verdict. Its
     /// score is then 0 and means nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]

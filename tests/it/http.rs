@@ -181,12 +181,14 @@ async fn probes_and_metrics_need_no_credential(store: &Store) {
         assert!(body.contains(name), "metrics lack {name:?}:\n{body}");
     }
     // Verdicts by action and tier, and the scan latency histogram.
-    outscore::telemetry::record_verdict("reject", Some("L-SPAM20"), 1_200);
-    outscore::telemetry::record_verdict("accept", None, 300);
+    outscore::telemetry::record_verdict(false, "reject", Some("L-SPAM20"), 1_200);
+    outscore::telemetry::record_verdict(false, "accept", None, 300);
+    outscore::telemetry::record_verdict(true, "accept", Some("L-SPAM10"), 300);
     let (_, body) = get(&app, "/metrics", None).await;
     for line in [
-        "outscore_verdicts_total{action=\"reject\",tier=\"L-SPAM20\"} ",
-        "outscore_verdicts_total{action=\"accept\",tier=\"none\"} ",
+        "outscore_verdicts_total{mode=\"enforce\",action=\"reject\",tier=\"L-SPAM20\"} ",
+        "outscore_verdicts_total{mode=\"enforce\",action=\"accept\",tier=\"none\"} ",
+        "outscore_verdicts_total{mode=\"observe\",action=\"accept\",tier=\"L-SPAM10\"} ",
         "# TYPE outscore_scan_seconds histogram",
         "outscore_scan_seconds_bucket{le=\"0.0025\"} ",
         "outscore_scan_seconds_bucket{le=\"+Inf\"} ",

@@ -151,6 +151,28 @@ pub(super) fn report_body(detail: &Detail, who: &Principal, learn: Markup) -> Ma
             tr { th { "Spam Score" } td class="score" { (format!("{:.2}", r.report.score)) } }
             tr { th { "Tier" } td { (opt(&r.tier)) } }
             tr { th { "Action" } td { (r.action) } }
+            @if r.report.observed {
+                tr {
+                    th { "Mode" }
+                    td id="observed" {
+                        "observe: nothing was refused and the account was not changed; "
+                        @if r.report.reply.is_some() {
+                            "enforcing would have refused it"
+                        } @else {
+                            "enforcing would have accepted it too"
+                        }
+                    }
+                }
+            }
+            @if let Some(refusal) = &r.report.refusal {
+                tr { th { "Refused by policy" } td id="refusal" { (refusal.replace('_', " ")) } }
+            }
+            @if let Some(reply) = &r.report.reply {
+                tr {
+                    th { @if r.report.observed { "Reply it would have had" } @else { "Reply" } }
+                    td id="reply" { code { (reply) } }
+                }
+            }
             @if let Some(skipped) = &r.report.skipped {
                 tr {
                     th { "Scan" }
