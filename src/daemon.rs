@@ -75,6 +75,7 @@ pub async fn build(config: &Config, rules: RuleSet) -> anyhow::Result<Daemon> {
     let milter_addrs = listeners.iter().map(Listener::local_addr).collect();
     let identity =
         IdentityChecker::from_config(&config).context("cannot set up sender identity checks")?;
+    identity.replace_accounts((*rules.identities).clone());
     let store = store::open_for_daemon(&config)
         .await
         .context("cannot open the report store")?;
@@ -176,7 +177,14 @@ impl Daemon {
     /// Recompile the rule set and the model from their files and swap them
     /// in; on error the ones in force stay. Returns what was reloaded.
     pub fn reload(&self) -> Result<String, String> {
-        reload(&self.config, &self.rules, &self.pipeline, &self.enforcer)
+        reload(
+            &self.config,
+            None,
+            &self.rules,
+            &self.pipeline,
+            &self.enforcer,
+        )
+        .map(|(what, _, _)| what)
     }
 
     /// Serve until `shutdown` is cancelled, then stop in order. SIGHUP
@@ -215,21 +223,85 @@ impl Daemon {
     }
 }
 
-/// Recompile everything an operator edits and swap it in.
+/// Re-read `outscore.toml` (when the daemon was started from a file) and
+/// recompile everything an operator edits, then swap it in: the rule
+/// files, tiers, accounts directory and identities, e-mail template, model,
+/// and the reloadable sections of the file (`mode`, `[mode_for]`,
+/// `[message_policy]`, `[limits]`, `[accounts]`, `[notify]`, `[identity]`,
+/// `[scoring]`). Sections that need a new socket or store keep their value
+/// until a restart, and a change to them (against `file`, the file as last
+/// read) is named in the result. Returns what was reloaded, the
+/// configuration now in force and the file as read now.
 fn reload(
     config: &Config,
+    file: Option<&Config>,
     rules: &SharedRules,
     pipeline: &Pipeline,
     enforcer: &crate::pipeline::StoreEnforcer,
-) -> Result<String, String> {
-    let compiled = RuleSet::compile(config).map_err(|e| e.to_string())?;
+) -> Result<(String, Config, Option<Config>), String> {
+    let (next, restart, fresh) = match &config.source {
+        Some(path) => {
+            let fresh = Config::load(path).map_err(|e| e.to_string())?;
+            let restart = file.map(|f| needs_restart(f, &fresh)).unwrap_or_default();
+            (reloadable(config, fresh.clone()), restart, Some(fresh))
+        }
+        None => (config.clone(), Vec::new(), None),
+    };
+    let compiled = RuleSet::compile(&next).map_err(|e| e.to_string())?;
     let (model, source) =
-        classifier::load_model(&config.data_dir).map_err(|e| format!("classifier model: {e}"))?;
-    let what = format!("{}; model: {source:?}", compiled.sources);
+        classifier::load_model(&next.data_dir).map_err(|e| format!("classifier model: {e}"))?;
+    let mut what = format!(
+        "{}; model: {source:?}; configuration: {}",
+        compiled.sources,
+        config
+            .source
+            .as_deref()
+            .map_or("defaults".to_string(), |p| p.display().to_string())
+    );
+    if !restart.is_empty() {
+        what.push_str(&format!(
+            "; changed but needs a restart: {}",
+            restart.join(", ")
+        ));
+    }
     enforcer.events.replace_notifier(compiled.notifier.clone());
+    if let Some(identity) = pipeline.identity() {
+        identity.replace_accounts((*compiled.identities).clone());
+    }
     rules.store(compiled);
     pipeline.replace_classifier(Classifier::new(model));
-    Ok(what)
+    Ok((what, next, fresh))
+}
+
+/// The sections that changed between two readings of the file and take
+/// effect only at a restart.
+fn needs_restart(before: &Config, after: &Config) -> Vec<&'static str> {
+    [
+        (before.milter != after.milter, "[milter]"),
+        (before.store != after.store, "[store]"),
+        (before.http != after.http, "[http]"),
+        (before.log != after.log, "[log]"),
+        (before.spf != after.spf, "[spf]"),
+        (before.data_dir != after.data_dir, "data_dir"),
+    ]
+    .into_iter()
+    .filter_map(|(changed, name)| changed.then_some(name))
+    .collect()
+}
+
+/// `current` with the sections of `fresh` that take effect without a new
+/// listener or store.
+fn reloadable(current: &Config, fresh: Config) -> Config {
+    Config {
+        scoring: fresh.scoring,
+        identity: fresh.identity,
+        limits: fresh.limits,
+        notify: fresh.notify,
+        accounts: fresh.accounts,
+        message_policy: fresh.message_policy,
+        mode: fresh.mode,
+        ..current.clone()
+    }
 }
 
 /// SIGTERM/SIGINT stop the daemon; SIGHUP reloads the rule files, the
@@ -247,13 +319,19 @@ fn spawn_signal_handlers(
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
     tokio::spawn(async move {
+        let mut config = config;
+        let mut file = config.source.as_deref().and_then(|p| Config::load(p).ok());
         loop {
             tokio::select! {
                 _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
                 _ = int.recv() => { info!("SIGINT: shutting down"); break; }
-                _ = hup.recv() => match reload(&config, &rules, &pipeline, &enforcer) {
-                    Ok(what) => info!(reloaded = %what, "SIGHUP: rules reloaded"),
-                    Err(errors) => warn!(errors = %errors, "SIGHUP: reload failed; keeping the rules in force"),
+                _ = hup.recv() => match reload(&config, file.as_ref(), &rules, &pipeline, &enforcer) {
+                    Ok((what, next, fresh)) => {
+                        info!(reloaded = %what, "SIGHUP: configuration and rules reloaded");
+                        config = next;
+                        file = fresh;
+                    }
+                    Err(errors) => warn!(errors = %errors, "SIGHUP: reload failed; keeping the configuration and rules in force"),
                 },
             }
         }
@@ -311,6 +389,110 @@ mod tests {
         let reply = format!("{:?}", outcome.final_reply());
         assert!(reply.contains("550"), "GTUBE refused: {reply}");
         drop(client);
+        stop.cancel();
+        running.await.unwrap().unwrap();
+    }
+
+    /// Send one message as `login` from `mail_from`; the replies to MAIL
+    /// FROM and at end of message.
+    async fn send(
+        addr: std::net::SocketAddr,
+        login: &str,
+        mail_from: &str,
+        body: &'static [u8],
+    ) -> (String, String) {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut client = MilterClient::new(stream);
+        client.negotiate(6, 0x1FF, 0x1FFFFF).await.unwrap();
+        client
+            .connect("client.example", "192.0.2.1", "client.example")
+            .await
+            .unwrap();
+        let outcome = client
+            .send_message(&Submission {
+                mail_from: format!("<{mail_from}>"),
+                rcpts: vec!["<bob@example.net>".into()],
+                mail_macros: vec![("{auth_authen}".into(), login.into())],
+                headers: vec![
+                    ("From".into(), mail_from.into()),
+                    ("Subject".into(), "test".into()),
+                ],
+                body: bytes::Bytes::from_static(body),
+            })
+            .await
+            .unwrap();
+        (
+            format!("{:?}", outcome.envelope.first()),
+            format!("{:?}", outcome.final_reply()),
+        )
+    }
+
+    /// SIGHUP's reload re-reads outscore.toml: the accounts directory it
+    /// names (with the identities a login may use) and `mode` take effect
+    /// on the next message; a changed listen address is named as needing a
+    /// restart.
+    #[tokio::test]
+    async fn reload_reads_the_configuration_file_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outscore.toml");
+        let base = format!(
+            "data_dir = \"{}\"\n[milter]\nlisten = [\"inet:127.0.0.1:0\"]\n[http]\nenabled = false\n",
+            dir.path().display()
+        );
+        std::fs::write(&path, &base).unwrap();
+        let config = Config::load(&path).unwrap();
+        let daemon = build(&config, RuleSet::compile(&config).unwrap())
+            .await
+            .unwrap();
+        let ListenAddr::Tcp(addr) = daemon.milter_addrs()[0].clone() else {
+            panic!("tcp listener")
+        };
+        let (rules, pipeline, enforcer) = (
+            daemon.rules.clone(),
+            daemon.pipeline.clone(),
+            daemon.enforcer.clone(),
+        );
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(daemon.run(stop.clone(), false));
+        let gtube: &'static [u8] =
+            b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X\r\n";
+
+        let (mail, _) = send(
+            addr,
+            "alice@example.com",
+            "sales@shop.example",
+            b"hello\r\n",
+        )
+        .await;
+        assert!(mail.contains("Sender mismatch (mail from)"), "{mail}");
+
+        let csv = dir.path().join("accounts.csv");
+        std::fs::write(&csv, "login,identities\nalice@example.com,@shop.example\n").unwrap();
+        std::fs::write(
+            &path,
+            format!(
+                "mode = \"observe\"\n{}[accounts]\ndirectory_csv = \"{}\"\n",
+                base.replace("127.0.0.1:0", "127.0.0.1:1"),
+                csv.display()
+            ),
+        )
+        .unwrap();
+        let (what, next, _) = reload(&config, Some(&config), &rules, &pipeline, &enforcer).unwrap();
+        assert!(what.contains("accounts.csv"), "{what}");
+        assert!(what.contains("needs a restart: [milter]"), "{what}");
+        assert_eq!(next.milter, config.milter, "the listener stays");
+
+        let (mail, eom) = send(
+            addr,
+            "alice@example.com",
+            "sales@shop.example",
+            b"hello\r\n",
+        )
+        .await;
+        assert!(!mail.contains("mismatch"), "{mail}");
+        assert!(!eom.contains("550"), "{eom}");
+        let (_, eom) = send(addr, "carol@example.com", "carol@example.com", gtube).await;
+        assert!(!eom.contains("550"), "observe mode accepts GTUBE: {eom}");
         stop.cancel();
         running.await.unwrap().unwrap();
     }

@@ -12,11 +12,11 @@ use tracing::{info, warn};
 
 use crate::auth::identity::IdentityChecker;
 use crate::classifier::{self, Classifier};
+use crate::config::Mode;
 use crate::envelope::Envelope;
 use crate::milter::{Filter, FilterError, Message};
 use crate::notify::EventQueue;
 use crate::policy::service::{Enforcer, ServiceError};
-use crate::config::Mode;
 use crate::policy::{Gate, Outgoing, Refusal, Scored};
 use crate::ruleset::{RuleSet, SharedRules};
 use crate::scoring::{Engine, ExternalSymbol, ScanReport};
@@ -128,6 +128,11 @@ impl Pipeline {
     /// Swap in a reloaded engine; messages in flight finish with the old one.
     pub fn replace_engine(&self, engine: Engine) {
         self.rules.replace_engine(engine);
+    }
+
+    /// The identity checks, when configured.
+    pub fn identity(&self) -> Option<&Arc<IdentityChecker>> {
+        self.identity.as_ref()
     }
 
     /// The rule set this pipeline reads.

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use crate::auth::accounts::AccountsDirectory;
 use crate::config::Config;
 use crate::diag::{ConfigError, ConfigErrors};
 use crate::notify::Notifier;
@@ -29,6 +30,9 @@ pub struct RuleSet {
     pub policy: Arc<Policy>,
     /// Notification channels and the suspension e-mail template.
     pub notifier: Arc<Notifier>,
+    /// What each login may send as: `[identity] accounts_file` plus the
+    /// `identities` column of the accounts directory.
+    pub identities: Arc<AccountsDirectory>,
     /// Where each part came from, for the start-up and reload log lines.
     pub sources: Sources,
 }
@@ -41,6 +45,8 @@ pub struct Sources {
     pub tiers: PathBuf,
     pub directory: Option<PathBuf>,
     pub template: Option<PathBuf>,
+    /// `[identity] accounts_file`.
+    pub identities: Option<PathBuf>,
 }
 
 impl std::fmt::Display for Sources {
@@ -51,10 +57,11 @@ impl std::fmt::Display for Sources {
         };
         write!(
             f,
-            "scores: {}; tiers: {}; accounts directory: {}; e-mail template: {}",
+            "scores: {}; tiers: {}; accounts directory: {}; identities: {}; e-mail template: {}",
             or(&self.scores_dir, "built-in"),
             self.tiers.display(),
             or(&self.directory, "none"),
+            or(&self.identities, "none"),
             or(&self.template, "built-in"),
         )
     }
@@ -107,6 +114,22 @@ impl RuleSet {
         })
         .ok();
 
+        let identities = AccountsDirectory::load(&config.identity)
+            .map_err(|e| {
+                errors.push(ConfigError {
+                    file: config
+                        .identity
+                        .accounts_file
+                        .clone()
+                        .unwrap_or_else(|| PathBuf::from("[identity] accounts_file")),
+                    line: match &e {
+                        crate::auth::accounts::AccountsError::Parse { line, .. } => Some(*line),
+                        _ => None,
+                    },
+                    message: e.to_string(),
+                })
+            })
+            .ok();
         if let Some(engine) = &engine {
             errors.extend(check_external(engine, scores_dir.as_deref()));
             if let Some(policy) = &policy {
@@ -117,18 +140,25 @@ impl RuleSet {
                 ));
             }
         }
-        match (engine, policy, notifier) {
-            (Some(engine), Some(policy), Some(notifier)) if errors.is_empty() => {
+        match (engine, policy, notifier, identities) {
+            (Some(engine), Some(policy), Some(notifier), Some(mut identities))
+                if errors.is_empty() =>
+            {
                 let engine = engine.with_account_sensitivity(policy.directory.sensitivities());
+                for entry in policy.directory.iter() {
+                    identities.add_identities(&entry.login, &entry.identities);
+                }
                 Ok(RuleSet {
                     engine,
                     policy: Arc::new(policy),
                     notifier: Arc::new(notifier),
+                    identities: Arc::new(identities),
                     sources: Sources {
                         scores_dir,
                         tiers: tiers_path.unwrap_or_else(|| PathBuf::from("built-in")),
                         directory: directory_path,
                         template: config.notify.email_template.clone(),
+                        identities: config.identity.accounts_file.clone(),
                     },
                 })
             }
@@ -155,11 +185,13 @@ impl RuleSet {
                 )
                 .expect("the built-in template needs no file"),
             ),
+            identities: Arc::new(AccountsDirectory::from_config(&config.identity)),
             sources: Sources {
                 scores_dir: None,
                 tiers: PathBuf::from("built-in"),
                 directory: None,
                 template: None,
+                identities: None,
             },
         }
     }
@@ -191,6 +223,7 @@ impl SharedRules {
                 engine: engine.clone(),
                 policy: current.policy.clone(),
                 notifier: current.notifier.clone(),
+                identities: current.identities.clone(),
                 sources: current.sources.clone(),
             })
         });

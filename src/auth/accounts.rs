@@ -147,6 +147,33 @@ impl AccountsDirectory {
         Ok(())
     }
 
+    /// Add what the accounts directory CSV allows `login` (its
+    /// `identities` column: addresses and `@domain`s) to its entry here.
+    pub fn add_identities(&mut self, login: &str, identities: &[String]) {
+        if identities.is_empty() {
+            return;
+        }
+        let mut identity = self.identity_for(login);
+        for item in identities {
+            let item = item.trim().to_ascii_lowercase();
+            match item.strip_prefix('@') {
+                Some(domain) if !domain.is_empty() => {
+                    let domain = domain.trim_end_matches('.').to_string();
+                    if !identity.domains.contains(&domain) {
+                        identity.domains.push(domain);
+                    }
+                }
+                _ if domain_of(&item).is_some() => {
+                    if !identity.addresses.contains(&item) {
+                        identity.addresses.push(item);
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.insert(identity);
+    }
+
     /// Add or replace one account (keyed by its login).
     pub fn insert(&mut self, identity: AccountIdentity) {
         self.accounts.insert(identity.login.clone(), identity);

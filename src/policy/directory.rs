@@ -49,16 +49,6 @@ impl AccountEntry {
             ..AccountEntry::default()
         }
     }
-
-    /// May this login send as `address`?
-    pub fn may_send_as(&self, address: &str) -> bool {
-        let address = address.to_ascii_lowercase();
-        address == self.login
-            || self.identities.iter().any(|i| {
-                i.strip_prefix('@')
-                    .map_or(*i == address, |d| domain_of(&address).as_deref() == Some(d))
-            })
-    }
 }
 
 /// A line of the CSV that could not be read.
@@ -275,9 +265,6 @@ mod tests {
         assert_eq!(a.domain.as_deref(), Some("example.com"));
         assert_eq!(a.sensitivity, Some(Sensitivity::High));
         assert_eq!(a.daily_external_rcpts, Some(500));
-        assert!(a.may_send_as("sales@example.com"));
-        assert!(a.may_send_as("x@shop.example.com"));
-        assert!(!a.may_send_as("x@evil.example"));
         let u = d.get("carol@example.org");
         assert_eq!(u.contact.as_deref(), Some("carol@example.org"));
         assert_eq!(u.sensitivity, None);
