@@ -40,7 +40,7 @@ pub enum AccountCmd {
     /// The provider confirms the password was changed: lifts a reset block.
     ResetDone {
         login: String,
-        /// Who confirms (panel, support member…).
+        /// Who confirms (panel, support member…), audited as `provider:NAME`.
         #[arg(long, default_value = "panel")]
         by: String,
     },
@@ -243,7 +243,7 @@ pub async fn account_command(config: Config, command: AccountCmd) -> anyhow::Res
             let login = login.trim().to_ascii_lowercase();
             done(
                 enforcer
-                    .reset_done(&login, &Actor::Customer(by), None, now)
+                    .reset_done(&login, &Actor::Provider(by), None, now)
                     .await,
             )?
         }

@@ -121,8 +121,22 @@ pub struct StoreArgs {
 /// 90-day rule).
 pub const EXIT_REFUSED: u8 = 3;
 
+/// A command's output piped into `head` or a pager that quits: end quietly
+/// like other Unix tools instead of failing on the closed pipe. Not for the
+/// daemon, whose sockets must report a gone peer as an error.
+fn quiet_on_closed_pipe() {
+    // SAFETY: restoring the default disposition of SIGPIPE at start-up,
+    // before any thread or I/O exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Run one command line; the binary's `main` only parses and calls this.
 pub fn run(cli: Cli) -> ExitCode {
+    if !matches!(cli.command, Cmd::Serve { .. }) {
+        quiet_on_closed_pipe();
+    }
     match cli.command {
         Cmd::Serve {
             config,
@@ -241,8 +255,11 @@ pub fn load_config(
 pub fn init_logging(config: &crate::config::LogConfig) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.level));
+    use std::io::IsTerminal;
+    // Colour codes only for a person at a terminal, never in a log file.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match config.format {
         crate::config::LogFormat::Human => builder.try_init(),

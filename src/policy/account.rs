@@ -76,15 +76,19 @@ pub enum Actor {
     Customer(String),
     /// A member of the abuse team.
     Abuse(String),
+    /// The provider's systems or support on the customer's behalf (the
+    /// panel, the helpdesk confirming a password change).
+    Provider(String),
 }
 
 impl Actor {
-    /// `system`, `customer:<login>`, `abuse:<name>`.
+    /// `system`, `customer:<login>`, `abuse:<name>`, `provider:<name>`.
     pub fn label(&self) -> String {
         match self {
             Actor::System => "system".into(),
             Actor::Customer(n) => format!("customer:{n}"),
             Actor::Abuse(n) => format!("abuse:{n}"),
+            Actor::Provider(n) => format!("provider:{n}"),
         }
     }
 }
@@ -556,6 +560,19 @@ mod tests {
             );
             assert_eq!(got.as_ref().err().map(code), want, "case {i}: {got:?}");
         }
+    }
+
+    #[test]
+    fn actors_are_labelled_by_who_they_are() {
+        assert_eq!(
+            Actor::Provider("helpdesk".into()).label(),
+            "provider:helpdesk"
+        );
+        assert_eq!(
+            Actor::Customer("a@x.example".into()).label(),
+            "customer:a@x.example"
+        );
+        assert_eq!(Actor::Abuse("maria".into()).label(), "abuse:maria");
     }
 
     #[test]

@@ -134,3 +134,21 @@ fn suspension_under_a_tier_is_for_the_abuse_team_only() {
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     assert!(text(&o).contains("mass abuse"), "{}", text(&o));
 }
+
+/// `outscore account show X | head`: the reader is gone before the command
+/// writes; it ends quietly, as Unix tools do, instead of panicking.
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_outscore"))
+        .args(["account", "show", "x@hosted.example", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("OUTSCORE_CONFIG")
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
