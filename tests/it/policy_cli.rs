@@ -152,3 +152,40 @@ fn output_into_a_closed_pipe_ends_quietly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// The daemon's log written to a file or pipe carries no colour codes.
+#[test]
+fn the_log_has_no_colour_codes_off_a_terminal() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("outscore.toml");
+    std::fs::write(
+        &config,
+        "[milter]\nlisten = [\"inet:127.0.0.1:0\"]\n[http]\nenabled = false\n",
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_outscore"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env_remove("RUST_LOG")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    for line in BufReader::new(child.stderr.take().unwrap()).lines().take(40) {
+        let line = line.unwrap();
+        let started = line.contains("outscore started");
+        lines.push(line);
+        if started {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = lines.join("\n");
+    assert!(log.contains("outscore started"), "{log}");
+    assert!(!log.contains('\u{1b}'), "{log}");
+}
