@@ -354,6 +354,44 @@ impl Pipeline {
         self.verdict_at(&stored.report, reject_score, stored.id.as_str())
     }
 
+    /// A refusal before the message (MAIL FROM, RCPT) leaves a report
+    /// without content, with its reason and reply, and moves the refusal
+    /// counter; observed, it records what would have been refused.
+    fn record_early(
+        &self,
+        envelope: &Envelope,
+        stage: &'static str,
+        reason: &str,
+        decision: &Decision,
+        observed: bool,
+    ) {
+        crate::telemetry::record_refusal(stage, reason);
+        let Some(sink) = &self.reports else {
+            return;
+        };
+        let report = ScanReport {
+            refusal: Some(reason.to_string()),
+            reply: match decision {
+                Decision::Reply(r) => Some(r.to_string()),
+                _ => None,
+            },
+            observed,
+            ..ScanReport::default()
+        };
+        let action = if observed {
+            "accept"
+        } else {
+            action_name(decision)
+        };
+        sink.submit(StoredReport::new(
+            envelope.clone(),
+            report,
+            None,
+            action,
+            Vec::new(),
+        ));
+    }
+
     /// The account is in observe mode: decide and record, refuse nothing.
     fn observes(&self, envelope: &Envelope) -> bool {
         let account = account_of(envelope).unwrap_or_default();
@@ -374,19 +412,28 @@ impl Pipeline {
     }
 }
 
-/// The decision of an early gate; when account state is out of reach the
-/// message goes on (the end-of-message score still decides).
-fn gate_decision(gate: Result<Gate, ServiceError>, account: &str, step: &str) -> Decision {
+/// The decision of an early gate and why it refused; when account state is
+/// out of reach the message goes on (the end-of-message score still
+/// decides).
+fn gate_decision(
+    gate: Result<Gate, ServiceError>,
+    account: &str,
+    step: &str,
+) -> (Decision, Option<&'static str>) {
     match gate {
         Ok(gate) => {
-            if gate.decision.is_refusal() {
-                info!(account, step, reason = ?gate.reason, "refused before the message");
+            let reason = gate
+                .decision
+                .is_refusal()
+                .then(|| gate.reason.map_or("other", |r| r.as_str()));
+            if let Some(reason) = reason {
+                info!(account, step, reason, "refused before the message");
             }
-            gate.decision
+            (gate.decision, reason)
         }
         Err(e) => {
             warn!(account, step, error = %e, "account state unavailable; continuing");
-            Decision::Continue
+            (Decision::Continue, None)
         }
     }
 }
@@ -414,8 +461,16 @@ impl Filter for Pipeline {
                 "{}",
                 if observe { "would refuse at MAIL FROM (observe mode)" } else { "refused at MAIL FROM" }
             );
+            let decision = Decision::Reply(refusal.reply);
+            self.record_early(
+                envelope,
+                "mail",
+                refusal.reason.as_str(),
+                &decision,
+                observe,
+            );
             if !observe {
-                return Decision::Reply(refusal.reply);
+                return decision;
             }
         }
         if observe {
@@ -433,7 +488,11 @@ impl Filter for Pipeline {
                 .at_mail(&mut facts, envelope.declared_size(), now)
                 .await
         };
-        gate_decision(gate.await, &account, "MAIL FROM")
+        let (decision, reason) = gate_decision(gate.await, &account, "MAIL FROM");
+        if let Some(reason) = reason {
+            self.record_early(envelope, "mail", reason, &decision, false);
+        }
+        decision
     }
 
     async fn rcpt(&self, envelope: &Envelope, rcpt: &str) -> Decision {
@@ -452,7 +511,11 @@ impl Filter for Pipeline {
                 .at_rcpt(&mut facts, accepted_so_far, rcpt, now)
                 .await
         };
-        gate_decision(gate.await, &account, "RCPT")
+        let (decision, reason) = gate_decision(gate.await, &account, "RCPT");
+        if let Some(reason) = reason {
+            self.record_early(envelope, "rcpt", reason, &decision, false);
+        }
+        decision
     }
 
     async fn end_of_message(
@@ -506,6 +569,14 @@ impl Filter for Pipeline {
             .await;
         if let Decision::Reply(reply) = &verdict.decision {
             stored.report.reply = Some(reply.to_string());
+        }
+        if stored.report.reply.is_some() {
+            let reason = match (&stored.tier, &stored.report.refusal) {
+                (Some(_), _) => "tier",
+                (None, Some(r)) => r.as_str(),
+                (None, None) => "spam",
+            };
+            crate::telemetry::record_refusal("eom", reason);
         }
         let verdict = if self.observes(&stored.envelope) {
             // Record what enforcement would have done; deliver.

@@ -80,6 +80,59 @@ pub const VERDICT_TIERS: [&str; 10] = [
     "none", "L-SPAM00", "L-SPAM10", "L-SPAM11", "L-SPAM20", "L-SPAM21", "L-SPAM30", "L-SPAM31",
     "L-SPAM40", "other",
 ];
+/// Where a refusal happened, for [`record_refusal`].
+pub const REFUSAL_STAGES: [&str; 3] = ["mail", "rcpt", "eom"];
+/// Why, for [`record_refusal`]; anything else is `other`.
+pub const REFUSAL_REASONS: [&str; 12] = [
+    "blocked",
+    "prison",
+    "size",
+    "rate_limit",
+    "too_many_recipients",
+    "daily_limit",
+    "sender_mismatch",
+    "dangerous_attachment",
+    "large_message",
+    "tier",
+    "spam",
+    "other",
+];
+pub const REFUSALS_NAME: &str = "outscore_refusals_total";
+pub const REFUSALS_HELP: &str =
+    "Refusals by stage (mail, rcpt, eom) and reason; in observe mode, the refusals enforcement would have made";
+
+#[allow(clippy::declare_interior_mutable_const)]
+const ZERO_REASONS: [AtomicU64; REFUSAL_REASONS.len()] = [ZERO; REFUSAL_REASONS.len()];
+static REFUSALS: [[AtomicU64; REFUSAL_REASONS.len()]; REFUSAL_STAGES.len()] =
+    [ZERO_REASONS; REFUSAL_STAGES.len()];
+
+/// Count one refusal (or, observed, one would-be refusal).
+pub fn record_refusal(stage: &str, reason: &str) {
+    let s = REFUSAL_STAGES
+        .iter()
+        .position(|x| *x == stage)
+        .unwrap_or(REFUSAL_STAGES.len() - 1);
+    let r = REFUSAL_REASONS
+        .iter()
+        .position(|x| *x == reason)
+        .unwrap_or(REFUSAL_REASONS.len() - 1);
+    REFUSALS[s][r].fetch_add(1, Ordering::Relaxed);
+}
+
+/// `(stage, reason, count)` for every non-zero cell.
+pub fn refusals() -> Vec<(&'static str, &'static str, u64)> {
+    let mut out = Vec::new();
+    for (s, row) in REFUSALS.iter().enumerate() {
+        for (r, n) in row.iter().enumerate() {
+            let n = n.load(Ordering::Relaxed);
+            if n > 0 {
+                out.push((REFUSAL_STAGES[s], REFUSAL_REASONS[r], n));
+            }
+        }
+    }
+    out
+}
+
 /// Modes counted by [`record_verdict`]: in `observe` the action is what
 /// was done (accept) and the tier what enforcement would have given.
 pub const VERDICT_MODES: [&str; 2] = ["enforce", "observe"];

@@ -163,10 +163,8 @@ impl AccountsDirectory {
                         identity.domains.push(domain);
                     }
                 }
-                _ if domain_of(&item).is_some() => {
-                    if !identity.addresses.contains(&item) {
-                        identity.addresses.push(item);
-                    }
+                _ if domain_of(&item).is_some() && !identity.addresses.contains(&item) => {
+                    identity.addresses.push(item);
                 }
                 _ => {}
             }

@@ -210,6 +210,15 @@ pub fn print_report(r: &store::ReportRecord) {
     println!("score       {:.2}", r.report.score);
     println!("tier        {}", opt(&r.tier));
     println!("action      {}", r.action);
+    if r.report.observed {
+        println!("mode        observe (nothing refused, no account change; below: what enforcement would have done)");
+    }
+    if let Some(refusal) = &r.report.refusal {
+        println!("refused by  {refusal}");
+    }
+    if let Some(reply) = &r.report.reply {
+        println!("reply       {reply}");
+    }
     if let Some(skipped) = &r.report.skipped {
         println!(
             "scan        skipped ({}): {}",

@@ -52,6 +52,15 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             t::VERDICTS_NAME
         );
     }
+    let _ = writeln!(out, "# HELP {} {}", t::REFUSALS_NAME, t::REFUSALS_HELP);
+    let _ = writeln!(out, "# TYPE {} counter", t::REFUSALS_NAME);
+    for (stage, reason, n) in t::refusals() {
+        let _ = writeln!(
+            out,
+            "{}{{stage=\"{stage}\",reason=\"{reason}\"}} {n}",
+            t::REFUSALS_NAME
+        );
+    }
     let (buckets, sum_us) = t::scan_histogram();
     let name = t::SCAN_SECONDS_NAME;
     let _ = writeln!(out, "# HELP {name} {}", t::SCAN_SECONDS_HELP);

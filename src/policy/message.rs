@@ -45,6 +45,8 @@ pub enum RefusalReason {
     /// Found at MAIL FROM (`mail from`) or in the header From (`header`).
     SenderMismatch,
     LargeMessage,
+    /// Over the hard size limit (`[limits] max_message_mb`).
+    Size,
 }
 
 impl RefusalReason {
@@ -53,6 +55,7 @@ impl RefusalReason {
             RefusalReason::DangerousAttachment => "dangerous_attachment",
             RefusalReason::SenderMismatch => "sender_mismatch",
             RefusalReason::LargeMessage => "large_message",
+            RefusalReason::Size => "size",
         }
     }
 }

@@ -94,6 +94,20 @@ pub enum GateReason {
     DailyLimit,
 }
 
+impl GateReason {
+    /// The name reports, logs and metrics use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GateReason::Blocked => "blocked",
+            GateReason::Prison => "prison",
+            GateReason::Size => "size",
+            GateReason::RateLimit => "rate_limit",
+            GateReason::TooManyRecipients => "too_many_recipients",
+            GateReason::DailyLimit => "daily_limit",
+        }
+    }
+}
+
 /// The answer at MAIL FROM or RCPT TO.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gate {
@@ -391,7 +405,7 @@ impl Policy {
             return EomOutcome {
                 decision: Decision::Reply(self.limits.reply_size.clone()),
                 tier: None,
-                refusal: None,
+                refusal: Some(RefusalReason::Size),
                 effects: Vec::new(),
             };
         }

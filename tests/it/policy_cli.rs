@@ -175,7 +175,10 @@ fn the_log_has_no_colour_codes_off_a_terminal() {
         .spawn()
         .unwrap();
     let mut lines = Vec::new();
-    for line in BufReader::new(child.stderr.take().unwrap()).lines().take(40) {
+    for line in BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .take(40)
+    {
         let line = line.unwrap();
         let started = line.contains("outscore started");
         lines.push(line);
