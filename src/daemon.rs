@@ -146,7 +146,8 @@ pub async fn build(config: &Config, rules: RuleSet) -> anyhow::Result<Daemon> {
         session_options(&config),
         config.milter.max_connections,
         config.milter.shutdown_grace,
-    );
+    )
+    .with_allow_from(config.milter.allow_from.clone());
     Ok(Daemon {
         config,
         server,
@@ -393,8 +394,8 @@ mod tests {
         running.await.unwrap().unwrap();
     }
 
-    /// Send one message as `login` from `mail_from`; the replies to MAIL
-    /// FROM and at end of message.
+    /// Send one message as `login` (none when empty) from `mail_from`; the
+    /// replies to MAIL FROM and at end of message.
     async fn send(
         addr: std::net::SocketAddr,
         login: &str,
@@ -412,7 +413,11 @@ mod tests {
             .send_message(&Submission {
                 mail_from: format!("<{mail_from}>"),
                 rcpts: vec!["<bob@example.net>".into()],
-                mail_macros: vec![("{auth_authen}".into(), login.into())],
+                mail_macros: if login.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![("{auth_authen}".into(), login.into())]
+                },
                 headers: vec![
                     ("From".into(), mail_from.into()),
                     ("Subject".into(), "test".into()),
@@ -493,6 +498,79 @@ mod tests {
         assert!(!eom.contains("550"), "{eom}");
         let (_, eom) = send(addr, "carol@example.com", "carol@example.com", gtube).await;
         assert!(!eom.contains("550"), "observe mode accepts GTUBE: {eom}");
+        stop.cancel();
+        running.await.unwrap().unwrap();
+    }
+
+    /// Unauthenticated spam with a forged MAIL FROM is charged to the
+    /// unauthenticated claim, never to the mailbox it names: the victim's
+    /// own logged-in mail still flows.
+    #[tokio::test]
+    async fn a_forged_mail_from_never_blocks_the_mailbox_it_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        config.milter.listen = vec!["inet:127.0.0.1:0".parse().unwrap()];
+        config.http.enabled = false;
+        let daemon = build(&config, RuleSet::compile(&config).unwrap())
+            .await
+            .unwrap();
+        let ListenAddr::Tcp(addr) = daemon.milter_addrs()[0].clone() else {
+            panic!("tcp listener")
+        };
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(daemon.run(stop.clone(), false));
+        let gtube: &'static [u8] =
+            b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X\r\n";
+        let victim = "victim@hosted.example";
+        for _ in 0..3 {
+            let (_, eom) = send(addr, "", victim, gtube).await;
+            assert!(eom.contains("550"), "the forged spam is refused: {eom}");
+        }
+        let (mail, eom) = send(addr, victim, victim, b"Lunch at noon?\r\n").await;
+        assert!(!mail.contains("550"), "the victim is not blocked: {mail}");
+        assert!(!eom.contains("550"), "{eom}");
+        stop.cancel();
+        running.await.unwrap().unwrap();
+    }
+
+    /// A TCP listener serves only the peers in `[milter] allow_from`: a
+    /// forged milter client from elsewhere is disconnected before it can
+    /// claim any login.
+    #[tokio::test]
+    async fn a_peer_outside_allow_from_is_disconnected() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        config.milter.listen = vec!["inet:127.0.0.1:0".parse().unwrap()];
+        config.milter.allow_from = vec![crate::config::parse_net("127.0.0.2").unwrap()];
+        config.http.enabled = false;
+        let daemon = build(&config, RuleSet::compile(&config).unwrap())
+            .await
+            .unwrap();
+        let ListenAddr::Tcp(addr) = daemon.milter_addrs()[0].clone() else {
+            panic!("tcp listener")
+        };
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(daemon.run(stop.clone(), false));
+        let from = |ip: &str| {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+            socket.connect(addr)
+        };
+        let mut refused = MilterClient::new(from("127.0.0.1").await.unwrap());
+        assert!(
+            refused.negotiate(6, 0x1FF, 0x1FFFFF).await.is_err(),
+            "127.0.0.1 is not allowed"
+        );
+        let mut allowed = MilterClient::new(from("127.0.0.2").await.unwrap());
+        allowed.negotiate(6, 0x1FF, 0x1FFFFF).await.unwrap();
+        assert!(crate::telemetry::REFUSED_PEERS.get() >= 1);
+        drop(allowed);
         stop.cancel();
         running.await.unwrap().unwrap();
     }

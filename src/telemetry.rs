@@ -41,6 +41,10 @@ pub static FILTER_FAILURES: Counter = Counter::new(
     "outscore_filter_failures_total",
     "Verdicts replaced by the fail-safe (timeout, error, panic)",
 );
+pub static REFUSED_PEERS: Counter = Counter::new(
+    "outscore_milter_refused_peers_total",
+    "Milter connections closed at once: the peer is not in [milter] allow_from",
+);
 pub static PROTOCOL_ERRORS: Counter = Counter::new(
     "outscore_milter_protocol_errors_total",
     "Connections closed on a malformed packet or protocol error",
@@ -60,9 +64,10 @@ pub static HTTP_ACCOUNT_ACTIONS: Counter = Counter::new(
 );
 
 /// Every counter, for exposition.
-pub fn counters() -> [&'static Counter; 7] {
+pub fn counters() -> [&'static Counter; 8] {
     [
         &CONNECTIONS,
+        &REFUSED_PEERS,
         &MESSAGES,
         &FILTER_FAILURES,
         &PROTOCOL_ERRORS,

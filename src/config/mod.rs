@@ -108,6 +108,7 @@ struct RawMilter {
     fail_safe: Option<FailSafe>,
     header_prefix: Option<toml::Spanned<String>>,
     add_headers: Option<bool>,
+    allow_from: Option<toml::Spanned<Vec<String>>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -248,6 +249,27 @@ pub struct MilterConfig {
     /// Prefix of the headers added to accepted mail (`X-Outscore`).
     pub header_prefix: String,
     pub add_headers: bool,
+    /// Peers a TCP listener serves (addresses or networks); anyone else is
+    /// disconnected at once. Loopback by default. A unix socket is guarded
+    /// by its directory's permissions instead.
+    pub allow_from: Vec<ipnet::IpNet>,
+}
+
+/// Loopback, IPv4 and IPv6: the default `[milter] allow_from`.
+pub fn loopback_nets() -> Vec<ipnet::IpNet> {
+    vec![
+        "127.0.0.0/8".parse().expect("valid network"),
+        "::1/128".parse().expect("valid network"),
+    ]
+}
+
+/// `192.0.2.1` (one address) or `192.0.2.0/24`.
+pub fn parse_net(text: &str) -> Result<ipnet::IpNet, String> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map(|n| n.trunc())
+        .map_err(|_| format!("{text:?} is not an address or network like 127.0.0.1 or 10.0.0.0/8"))
 }
 
 impl Default for MilterConfig {
@@ -263,6 +285,7 @@ impl Default for MilterConfig {
             fail_safe: FailSafe::Accept,
             header_prefix: "X-Outscore".into(),
             add_headers: true,
+            allow_from: loopback_nets(),
         }
     }
 }
@@ -630,6 +653,17 @@ fn validate_milter(raw: RawMilter, into: &mut MilterConfig, errors: &mut Errors<
     }
     if let Some(add) = raw.add_headers {
         into.add_headers = add;
+    }
+    if let Some(list) = raw.allow_from {
+        let offset = list.span().start;
+        let mut nets = Vec::new();
+        for item in list.into_inner() {
+            match parse_net(&item) {
+                Ok(n) => nets.push(n),
+                Err(e) => errors.push(Some(offset), format!("milter.allow_from: {e}")),
+            }
+        }
+        into.allow_from = nets;
     }
 }
 

@@ -74,6 +74,7 @@ pub struct Server<F> {
     options: Arc<SessionOptions>,
     max_connections: usize,
     grace: Duration,
+    allow_from: Arc<Vec<ipnet::IpNet>>,
 }
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
@@ -92,7 +93,16 @@ impl<F: Filter> Server<F> {
             options: Arc::new(options),
             max_connections,
             grace,
+            allow_from: Arc::new(Vec::new()),
         }
+    }
+
+    /// Serve TCP peers in these networks only (empty: every peer). On a
+    /// shared host every local process can reach loopback: a unix socket
+    /// in a directory only Postfix's group can open is the stronger guard.
+    pub fn with_allow_from(mut self, nets: Vec<ipnet::IpNet>) -> Server<F> {
+        self.allow_from = Arc::new(nets);
+        self
     }
 
     /// Accept connections until `shutdown` is cancelled, then drain.
@@ -104,6 +114,7 @@ impl<F: Filter> Server<F> {
         for listener in self.listeners {
             info!(listen = %listener.local_addr(), "milter listening");
             let ctx = AcceptContext {
+                allow_from: self.allow_from.clone(),
                 filter: self.filter.clone(),
                 options: self.options.clone(),
                 permits: permits.clone(),
@@ -137,6 +148,7 @@ impl<F: Filter> Server<F> {
 }
 
 struct AcceptContext<F> {
+    allow_from: Arc<Vec<ipnet::IpNet>>,
     filter: Arc<F>,
     options: Arc<SessionOptions>,
     permits: Arc<Semaphore>,
@@ -147,16 +159,29 @@ struct AcceptContext<F> {
 impl<F: Filter> AcceptContext<F> {
     async fn accept_loop(&self, listener: Listener, stop: CancellationToken) {
         loop {
-            let permit = tokio::select! {
-                p = self.permits.clone().acquire_owned() => p.expect("semaphore is never closed"),
-                _ = stop.cancelled() => return,
-            };
             let accepted = tokio::select! {
                 a = accept(&listener) => a,
                 _ = stop.cancelled() => return,
             };
+            if let Ok((_, peer, Some(ip))) = &accepted {
+                if !self.allow_from.is_empty()
+                    && !self
+                        .allow_from
+                        .iter()
+                        .any(|n| n.contains(&ip.to_canonical()))
+                {
+                    warn!(peer = %peer, "milter connection refused: peer not in [milter] allow_from");
+                    telemetry::REFUSED_PEERS.incr();
+                    continue;
+                }
+            }
+            // A slot is taken only for a peer that is served.
+            let permit = tokio::select! {
+                p = self.permits.clone().acquire_owned() => p.expect("semaphore is never closed"),
+                _ = stop.cancelled() => return,
+            };
             match accepted {
-                Ok((stream, peer)) => {
+                Ok((stream, peer, _)) => {
                     let id = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
                     telemetry::CONNECTIONS.incr();
                     let span = info_span!("conn", id, peer = %peer);
@@ -192,16 +217,17 @@ enum Stream {
     Unix(tokio::net::UnixStream),
 }
 
-async fn accept(listener: &Listener) -> io::Result<(Stream, String)> {
+/// The next connection, its peer for the log and, over TCP, its address.
+async fn accept(listener: &Listener) -> io::Result<(Stream, String, Option<std::net::IpAddr>)> {
     match listener {
         Listener::Tcp(l) => {
             let (s, peer) = l.accept().await?;
             let _ = s.set_nodelay(true);
-            Ok((Stream::Tcp(s), peer.to_string()))
+            Ok((Stream::Tcp(s), peer.to_string(), Some(peer.ip())))
         }
         Listener::Unix(l, path) => {
             let (s, _) = l.accept().await?;
-            Ok((Stream::Unix(s), format!("unix:{}", path.display())))
+            Ok((Stream::Unix(s), format!("unix:{}", path.display()), None))
         }
     }
 }

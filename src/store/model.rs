@@ -112,13 +112,22 @@ impl StoredReport {
     }
 }
 
-/// The account an envelope is charged to: the SASL login, else the
-/// envelope sender, lower-cased; `None` for an anonymous null sender.
+/// What unauthenticated mail is charged to: its claimed sender under this
+/// prefix, never the mailbox of that name.
+pub const UNAUTHENTICATED: &str = "unauth:";
+
+/// The account an envelope is charged to, lower-cased: the SASL login; for
+/// mail without one, `unauth:<envelope sender>` — a separate account, so a
+/// forged MAIL FROM (`sendmail -f`, a relay in mynetworks) can never get
+/// the mailbox it names blocked; `None` for an anonymous null sender.
 pub fn account_of(envelope: &Envelope) -> Option<String> {
     let login = envelope.auth_login.as_deref().map(str::trim);
     match login {
         Some(l) if !l.is_empty() => Some(l.to_ascii_lowercase()),
-        _ if !envelope.mail_from.is_empty() => Some(envelope.mail_from.to_ascii_lowercase()),
+        _ if !envelope.mail_from.is_empty() => Some(format!(
+            "{UNAUTHENTICATED}{}",
+            envelope.mail_from.to_ascii_lowercase()
+        )),
         _ => None,
     }
 }
