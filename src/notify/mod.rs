@@ -443,6 +443,7 @@ mod tests {
             reason: "r".into(),
             self_service: true,
             self_service_from: None,
+            symbols: Vec::new(),
         };
         let (subject, _) = n.render(&event);
         assert!(!subject.contains(['\r', '\n']), "{subject:?}");
@@ -505,6 +506,7 @@ mod tests {
             reason: "r".into(),
             self_service: true,
             self_service_from: None,
+            symbols: Vec::new(),
         };
         assert_eq!(n.jobs(&event).len(), 1);
         for bad in [

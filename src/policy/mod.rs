@@ -76,10 +76,14 @@ pub struct Event {
     pub reason: String,
     /// Whether the customer may unblock themselves.
     pub self_service: bool,
-    /// From when, once the tier's complaint period has passed (suspensions
-    /// only).
+    /// From when, once the tier's complaint period and the once-per-90-days
+    /// rule allow it (suspensions only); `None`: possible now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub self_service_from: Option<DateTime<Utc>>,
+    /// The symbols the message scored, highest first (tier events), so the
+    /// customer can be told what was found.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub symbols: Vec<String>,
 }
 
 /// Why a gate refused.
@@ -451,6 +455,19 @@ impl Policy {
             }
             facts.status = transition.to.clone();
             let entry = self.directory.get(&facts.account);
+            // When the customer may unblock: the complaint period and the
+            // once-per-90-days rule, whichever ends last.
+            let (self_service, self_service_from) = match self.self_service_check(
+                &facts.account,
+                &facts.status,
+                &facts.unblocks,
+                now,
+            ) {
+                Ok(()) => (true, None),
+                Err(TransitionError::ComplaintPeriod { next, .. })
+                | Err(TransitionError::TooSoon { next, .. }) => (true, Some(next)),
+                Err(_) => (false, None),
+            };
             effects.push(Effect::Notify(Event {
                 kind: transition.to.name().to_string(),
                 account: facts.account.clone(),
@@ -459,9 +476,9 @@ impl Policy {
                 report_id: Some(report_id.to_string()),
                 at: now,
                 reason: decision.explanation.clone(),
-                self_service: decision.self_service,
-                self_service_from: (decision.self_service && decision.family == Family::Suspension)
-                    .then(|| now + self.tiers.info(decision.tier).complaint_period),
+                self_service: self_service && decision.self_service,
+                self_service_from,
+                symbols: scored.symbols.iter().map(|s| s.to_string()).collect(),
             }));
             effects.push(Effect::Transition(transition));
         }
@@ -567,6 +584,7 @@ impl Policy {
             reason: t.audit.actor.clone(),
             self_service: t.unblock.as_ref().is_some_and(|u| u.self_service),
             self_service_from: None,
+            symbols: Vec::new(),
         }
     }
 }

@@ -361,6 +361,7 @@ impl<R: AccountRepo, C: VolumeCounters, E: EventSink> Enforcer<R, C, E> {
             reason: reason.to_string(),
             self_service: false,
             self_service_from: None,
+            symbols: Vec::new(),
         };
         self.persist(&[Effect::Transition(t.clone()), Effect::Notify(event)])
             .await?;

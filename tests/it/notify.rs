@@ -68,6 +68,7 @@ fn event(kind: &str) -> Event {
         reason: "rule #8 (tiers.toml:120) L-SPAM20: score 17.00 >= 1 x 15.00".into(),
         self_service: true,
         self_service_from: Some("2026-11-23T10:00:00Z".parse().unwrap()),
+        symbols: vec!["KEYWORD_PHARMA".into(), "URL_SHORTENER".into()],
     }
 }
 
