@@ -843,6 +843,46 @@ mod tests {
     }
 
     #[test]
+    fn the_packaged_configuration_is_valid_and_uses_the_units_directories() {
+        let text = include_str!("../../packaging/deb/outscore.toml");
+        let c = Config::parse(Path::new("/etc/outscore/outscore.toml"), text).unwrap();
+        assert_eq!(c.data_dir, Path::new("/var/lib/outscore"));
+        assert_eq!(
+            c.milter.listen,
+            vec![ListenAddr::Unix("/run/outscore/milter.sock".into())]
+        );
+        assert_eq!(c.http.listen, DEFAULT_HTTP_LISTEN);
+        // Every commented-out `key = value` is a real key with a valid value:
+        // the file with them all switched on (the TCP listener instead of the
+        // socket) still parses.
+        let is_key_line = |l: &str| {
+            l.split_once(" = ").is_some_and(|(key, _)| {
+                !key.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+            })
+        };
+        let mut switched_on = 0;
+        let on: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest) if is_key_line(rest) => {
+                    switched_on += 1;
+                    rest
+                }
+                _ if l.starts_with("listen = [\"unix:") => "",
+                _ => l,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(switched_on, 5, "{on}");
+        let c = Config::parse(Path::new("all-on.toml"), &on).unwrap();
+        assert_eq!(c.milter.listen, vec![DEFAULT_LISTEN.parse().unwrap()]);
+        assert_eq!(
+            c.scoring.scores_dir.as_deref(),
+            Some(Path::new("/etc/outscore/scores"))
+        );
+    }
+
+    #[test]
     fn http_section() {
         let c = Config::parse(Path::new("x.toml"), "").unwrap();
         assert!(c.http.enabled);
