@@ -11,7 +11,8 @@
 # Detection counts spam at or above each system's refusal line (Rspamd's
 # `reject` action, score >= 15 by default; outscore's first tier); a second
 # Rspamd row counts `add header` or worse. Installs rspamd with apt when
-# missing; runs it on 127.0.0.1:21333 from a private configuration in a
+# missing; runs it on free loopback ports (never Rspamd's own 11332-11334,
+# so a running Rspamd is left alone) from a private configuration in a
 # temporary directory, then stops it. Needs root (or sudo) for apt and to run
 # rspamd as its own user.
 set -euo pipefail
@@ -39,11 +40,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+normal_port=$(free_port)
+controller_port=$(free_port)
+proxy_port=$(free_port)
 conf="$work/local"
 mkdir -p "$conf/local.d" "$conf/override.d" "$work/db" "$work/run" "$work/log"
-echo 'bind_socket = "127.0.0.1:21333"; count = 2;' >"$conf/override.d/worker-normal.inc"
-echo 'bind_socket = "127.0.0.1:21334";' >"$conf/override.d/worker-controller.inc"
-echo 'bind_socket = "127.0.0.1:21332";' >"$conf/override.d/worker-proxy.inc"
+echo "bind_socket = \"127.0.0.1:$normal_port\"; count = 2;" >"$conf/override.d/worker-normal.inc"
+echo "bind_socket = \"127.0.0.1:$controller_port\";" >"$conf/override.d/worker-controller.inc"
+echo "bind_socket = \"127.0.0.1:$proxy_port\";" >"$conf/override.d/worker-proxy.inc"
 echo 'type = "file"; filename = "'"$work"'/log/rspamd.log"; level = "error";' >"$conf/override.d/logging.inc"
 # Any DNS query that a module still makes fails at once on a closed port.
 cat >"$conf/local.d/options.inc" <<'CONF'
@@ -64,12 +71,12 @@ $sudo rspamd -f -u _rspamd -g _rspamd \
     >"$work/stdout.log" 2>&1 &
 rspamd_pid=$!
 for _ in $(seq 1 150); do
-    rspamc -h 127.0.0.1:21333 stat >/dev/null 2>&1 && break
+    rspamc -h "127.0.0.1:$normal_port" stat >/dev/null 2>&1 && break
     kill -0 "$rspamd_pid" 2>/dev/null || { cat "$work/stdout.log" "$work/log/rspamd.log" >&2 2>/dev/null; exit 1; }
     sleep 0.2
 done
 # `stat` talks to the controller; make sure the scanner answers too.
-printf 'Subject: ping\r\n\r\nping\r\n' | rspamc -h 127.0.0.1:21333 -t 10 >/dev/null
+printf 'Subject: ping\r\n\r\nping\r\n' | rspamc -h "127.0.0.1:$normal_port" -t 10 >/dev/null
 
 bin=${OUTSCORE_BIN:-}
 if [ -z "$bin" ]; then
@@ -78,10 +85,10 @@ if [ -z "$bin" ]; then
 fi
 threads=$(nproc)
 
-python3 - "$manifest" "$bin" "$work" "$threads" <<'PY'
+python3 - "$manifest" "$bin" "$work" "$threads" "127.0.0.1:$normal_port" <<'PY'
 import json, os, subprocess, sys, time
 
-manifest, outscore, work, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+manifest, outscore, work, threads, rspamd = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
 base = os.path.dirname(os.path.abspath(manifest))
 rows = []
 with open(manifest, encoding="utf-8") as f:
@@ -101,7 +108,7 @@ started = time.monotonic()
 batch = 500
 for i in range(0, len(rows), batch):
     files = [p for p, _ in rows[i:i + batch]]
-    out = subprocess.run(["rspamc", "-h", "127.0.0.1:21333", "-n", str(threads * 2), "-t", "60", "-j", "symbols", *files],
+    out = subprocess.run(["rspamc", "-h", rspamd, "-n", str(threads * 2), "-t", "60", "-j", "symbols", *files],
                          capture_output=True, text=True, errors="replace")
     # rspamc -j prints one pretty-printed JSON object per file, with its filename.
     text, pos, decoder = out.stdout, 0, json.JSONDecoder()

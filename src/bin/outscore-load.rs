@@ -7,7 +7,7 @@
 //! ```text
 //! outscore-load --connections 16 --messages 200000 --size 5000
 //! outscore-load --connections 8 --rate 1000 --seconds 10
-//! outscore-load --addr 127.0.0.1:11332 --connections 4 --messages 2000
+//! outscore-load --addr 127.0.0.1:7522 --connections 4 --messages 2000
 //! ```
 
 use std::net::SocketAddr;

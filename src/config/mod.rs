@@ -29,8 +29,39 @@ use crate::diag::{line_of, read_file, ConfigError, ConfigErrors};
 use crate::milter::address::ListenAddr;
 use crate::rules::identity::AlignMode;
 
-/// Default milter listen address (Postfix syntax).
-pub const DEFAULT_LISTEN: &str = "inet:127.0.0.1:11332";
+/// Default milter listen address (Postfix syntax). Its port, like the
+/// review interface's, is one no well-known mail filter uses, so outscore
+/// starts with its defaults beside Rspamd (11332-11335), SpamAssassin's spamd
+/// (783), amavis (10024-10026), clamd (3310), OpenDKIM (8891), OpenDMARC
+/// (8893) or Postgrey (10023); see [`OTHER_FILTER_PORTS`].
+pub const DEFAULT_LISTEN: &str = "inet:127.0.0.1:7522";
+
+/// Default address of the review interface (`[http] listen`): loopback.
+pub const DEFAULT_HTTP_LISTEN: SocketAddr =
+    SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 7523);
+
+/// TCP ports that other mail filters and policy services listen on by
+/// default or in their documented set-ups; outscore's defaults avoid them.
+pub const OTHER_FILTER_PORTS: &[(u16, &str)] = &[
+    (783, "SpamAssassin spamd"),
+    (3310, "ClamAV clamd"),
+    (7357, "clamav-milter (documented example)"),
+    (8080, "Stalwart web admin"),
+    (8891, "OpenDKIM"),
+    (8892, "dkimpy-milter"),
+    (8893, "OpenDMARC"),
+    (10023, "Postgrey"),
+    (10024, "amavis"),
+    (10025, "amavis reinjection (Postfix)"),
+    (10026, "amavis ORIGINATING"),
+    (10040, "postfwd"),
+    (11332, "Rspamd proxy (milter)"),
+    (11333, "Rspamd normal worker"),
+    (11334, "Rspamd controller"),
+    (11335, "Rspamd fuzzy storage"),
+    (12340, "Dovecot quota-status"),
+    (12525, "policyd-weight"),
+];
 
 /// What to answer when scoring cannot produce a verdict in time (overrun,
 /// error or panic).
@@ -393,7 +424,7 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             enabled: true,
-            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 11334)),
+            listen: DEFAULT_HTTP_LISTEN,
             session_ttl: Duration::from_secs(8 * 3600),
             login_failures_per_ip: 5,
             login_failures_per_user: 20,
@@ -716,7 +747,7 @@ fn validate_http(raw: RawHttp, into: &mut HttpConfig, errors: &mut Errors<'_>) {
             Ok(addr) => into.listen = addr,
             Err(_) => errors.push(
                 None,
-                format!("http.listen must be IP:PORT (e.g. 127.0.0.1:11334), got {listen:?}"),
+                format!("http.listen must be IP:PORT (e.g. {DEFAULT_HTTP_LISTEN}), got {listen:?}"),
             ),
         }
     }
@@ -852,11 +883,69 @@ mod tests {
     }
 
     #[test]
+    fn default_ports_are_loopback_and_clear_of_other_mail_filters() {
+        let c = Config::default();
+        let [ListenAddr::Tcp(milter)] = c.milter.listen.as_slice() else {
+            panic!("one TCP milter listener by default: {:?}", c.milter.listen)
+        };
+        assert!(milter.ip().is_loopback() && c.http.listen.ip().is_loopback());
+        assert_ne!(milter.port(), c.http.listen.port());
+        for port in [milter.port(), c.http.listen.port()] {
+            if let Some((_, who)) = OTHER_FILTER_PORTS.iter().find(|(p, _)| *p == port) {
+                panic!("default port {port} is {who}'s");
+            }
+            // Below the kernel's ephemeral range (32768-60999), so a test or a
+            // client socket bound to port 0 never takes it.
+            assert!(port < 32768, "{port}");
+        }
+    }
+
+    #[test]
+    fn the_packaged_configuration_is_valid_and_uses_the_units_directories() {
+        let text = include_str!("../../packaging/deb/outscore.toml");
+        let c = Config::parse(Path::new("/etc/outscore/outscore.toml"), text).unwrap();
+        assert_eq!(c.data_dir, Path::new("/var/lib/outscore"));
+        assert_eq!(
+            c.milter.listen,
+            vec![ListenAddr::Unix("/run/outscore/milter.sock".into())]
+        );
+        assert_eq!(c.http.listen, DEFAULT_HTTP_LISTEN);
+        // Every commented-out `key = value` is a real key with a valid value:
+        // the file with them all switched on (the TCP listener instead of the
+        // socket) still parses.
+        let is_key_line = |l: &str| {
+            l.split_once(" = ").is_some_and(|(key, _)| {
+                !key.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+            })
+        };
+        let mut switched_on = 0;
+        let on: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest) if is_key_line(rest) => {
+                    switched_on += 1;
+                    rest
+                }
+                _ if l.starts_with("listen = [\"unix:") => "",
+                _ => l,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(switched_on, 5, "{on}");
+        let c = Config::parse(Path::new("all-on.toml"), &on).unwrap();
+        assert_eq!(c.milter.listen, vec![DEFAULT_LISTEN.parse().unwrap()]);
+        assert_eq!(
+            c.scoring.scores_dir.as_deref(),
+            Some(Path::new("/etc/outscore/scores"))
+        );
+    }
+
+    #[test]
     fn http_section() {
         let c = Config::parse(Path::new("x.toml"), "").unwrap();
         assert!(c.http.enabled);
         assert!(c.http.listen.ip().is_loopback());
-        assert_eq!(c.http.listen.port(), 11334);
+        assert_eq!(c.http.listen, DEFAULT_HTTP_LISTEN);
         let c = Config::parse(
             Path::new("x.toml"),
             "[http]\nenabled = false\nlisten = \"[::1]:8080\"\nsession_hours = 2\n",

@@ -13,7 +13,7 @@ pub enum ListenAddr {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{text:?} is not a listen address ({reason}); use inet:127.0.0.1:11332 or unix:/run/outscore/milter.sock")]
+#[error("{text:?} is not a listen address ({reason}); use inet:127.0.0.1:7522 or unix:/run/outscore/milter.sock")]
 pub struct AddrError {
     text: String,
     reason: &'static str,
@@ -73,9 +73,9 @@ mod tests {
     #[test]
     fn postfix_forms() {
         let cases = [
-            ("inet:127.0.0.1:11332", "inet:127.0.0.1:11332"),
+            ("inet:127.0.0.1:7522", "inet:127.0.0.1:7522"),
             ("inet:localhost:10", "inet:127.0.0.1:10"),
-            ("inet:[::1]:11332", "inet:[::1]:11332"),
+            ("inet:[::1]:7522", "inet:[::1]:7522"),
             ("inet6:[::1]:25", "inet:[::1]:25"),
             (
                 "unix:/run/outscore/milter.sock",

@@ -181,10 +181,7 @@ impl Engine {
     /// Whether `scores/symbols.toml` declares `name` (any kind).
     /// The description `symbols.toml` gives a symbol, for people.
     pub fn description(&self, name: &str) -> Option<&str> {
-        self.inner
-            .symbols
-            .get(name)
-            .map(|d| d.description.as_str())
+        self.inner.symbols.get(name).map(|d| d.description.as_str())
     }
 
     pub fn declares(&self, name: &str) -> bool {

@@ -22,6 +22,12 @@ over SMTP with many messages per session and many sessions at once.
                                        then idle until FLAGFILE exists (<=60 s),
                                        then another message; prints the replies
                                        of both, one per line.
+  e2e.py hold HOST PORT...             listen on each PORT (another program
+                                       holding it, as Rspamd holds 11332 and
+                                       11334), accept and close connections
+                                       until killed; prints "held P..." once
+                                       listening ("busy P" for a port some
+                                       other process already holds).
 """
 import json
 import os
@@ -239,6 +245,33 @@ def cmd_idle(host, port, flag):
     return 0
 
 
+def cmd_hold(host, *ports):
+    import selectors
+    import socket
+
+    sel = selectors.DefaultSelector()
+    held, busy = [], []
+    for port in ports:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # Bind despite connections of an earlier run in TIME_WAIT; a port
+        # another process listens on still fails (and is reported busy).
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, int(port)))
+        except OSError:
+            s.close()
+            busy.append(port)
+            continue
+        s.listen(16)
+        sel.register(s, selectors.EVENT_READ)
+        held.append(port)
+    print("held " + " ".join(held) + "".join(f"\nbusy {p}" for p in busy), flush=True)
+    while True:
+        for key, _ in sel.select():
+            conn, _ = key.fileobj.accept()
+            conn.close()
+
+
 def main(argv):
     if len(argv) < 2:
         print(__doc__, file=sys.stderr)
@@ -254,6 +287,8 @@ def main(argv):
         return cmd_big(*args)
     if cmd == "load":
         return cmd_load(*args)
+    if cmd == "hold":
+        return cmd_hold(*args)
     print(__doc__, file=sys.stderr)
     return 2
 

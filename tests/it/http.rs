@@ -1267,7 +1267,7 @@ async fn pages_log_in_list_open_and_unblock(store: &Store) {
         unblock,
         &cookie,
         "reason=customer+request&back=%2Fabuse",
-        Some("http://127.0.0.1:11334"),
+        Some("http://127.0.0.1:7523"),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{html}");

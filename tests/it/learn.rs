@@ -394,7 +394,7 @@ async fn report_page_marks_as_ham_and_says_so(store: &Store) {
         &learn_uri,
         &cookie,
         "verdict=ham&reason=newsletter+the+customer+asked+for",
-        Some("http://127.0.0.1:11334"),
+        Some("http://127.0.0.1:7523"),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{html}");

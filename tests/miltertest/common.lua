@@ -1,7 +1,7 @@
 -- Shared helpers for the miltertest scripts. Loaded with
 --   dofile(dir .. "/common.lua")
 -- Globals given by the runner (miltertest -D): socket (miltertest socket
--- syntax, e.g. inet:11332@127.0.0.1), logfile (the daemon's JSON log),
+-- syntax, e.g. inet:7522@127.0.0.1), logfile (the daemon's JSON log),
 -- dir (this directory).
 
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"

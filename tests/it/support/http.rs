@@ -38,7 +38,7 @@ pub async fn form(
         .method(Method::POST)
         .uri(uri)
         .header(header::COOKIE, cookie)
-        .header(header::HOST, "127.0.0.1:11334")
+        .header(header::HOST, "127.0.0.1:7523")
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
     if let Some(o) = origin {
         req = req.header(header::ORIGIN, o);
