@@ -140,6 +140,10 @@ impl RuleSet {
                 ));
             }
         }
+        let notifier = match (notifier, &engine) {
+            (Some(n), Some(engine)) => Some(n.with_descriptions(engine.descriptions())),
+            (n, _) => n,
+        };
         match (engine, policy, notifier, identities) {
             (Some(engine), Some(policy), Some(notifier), Some(mut identities))
                 if errors.is_empty() =>

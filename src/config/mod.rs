@@ -21,8 +21,8 @@ use policy::{
     RawLimits, RawMessagePolicy, RawNotify,
 };
 pub use policy::{
-    AccountsConfig, Enforce, LimitsConfig, MessagePolicyConfig, Mode, ModeConfig, NotifyConfig,
-    SmtpRelay,
+    AccountsConfig, Enforce, Language, LimitsConfig, MessagePolicyConfig, Mode, ModeConfig,
+    NotifyConfig, SmtpRelay,
 };
 
 use crate::diag::{line_of, read_file, ConfigError, ConfigErrors};

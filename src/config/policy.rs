@@ -100,9 +100,33 @@ impl Default for LimitsConfig {
     }
 }
 
+/// A language of the customer's e-mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    #[default]
+    En,
+    It,
+    Fr,
+    El,
+}
+
+impl Language {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Language::En => "en",
+            Language::It => "it",
+            Language::Fr => "fr",
+            Language::El => "el",
+        }
+    }
+}
+
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawNotify {
+    language: Option<Language>,
+    language_for: Option<std::collections::BTreeMap<String, Language>>,
     webhook_url: Option<toml::Spanned<String>>,
     command: Option<toml::Spanned<Vec<String>>>,
     smtp_relay: Option<toml::Spanned<String>>,
@@ -148,6 +172,17 @@ pub struct NotifyConfig {
     pub max_attempts: u32,
     /// The outbox file used when no database outbox is wired.
     pub outbox_file: Option<PathBuf>,
+    /// The language of the suspension e-mail (`en`, `it`, `fr`, `el`)…
+    pub language: Language,
+    /// …per domain or account (lower-case keys).
+    pub language_for: std::collections::BTreeMap<String, Language>,
+}
+
+impl NotifyConfig {
+    /// The language of `account`'s e-mail.
+    pub fn language_of(&self, account: &str) -> Language {
+        per_account(&self.language_for, account).unwrap_or(self.language)
+    }
 }
 
 impl Default for NotifyConfig {
@@ -165,6 +200,8 @@ impl Default for NotifyConfig {
             retry_max: Duration::from_secs(3600),
             max_attempts: 100,
             outbox_file: None,
+            language: Language::En,
+            language_for: Default::default(),
         }
     }
 }
@@ -429,6 +466,12 @@ pub(super) fn validate_limits(raw: RawLimits, into: &mut LimitsConfig, errors: &
 }
 
 pub(super) fn validate_notify(raw: RawNotify, into: &mut NotifyConfig, errors: &mut Errors<'_>) {
+    if let Some(language) = raw.language {
+        into.language = language;
+    }
+    if let Some(map) = raw.language_for {
+        into.language_for = account_keys(map);
+    }
     if let Some(url) = raw.webhook_url {
         if url.get_ref().starts_with("http://") {
             into.webhook_url = Some(url.into_inner());

@@ -11,6 +11,7 @@
 //! every address again before it speaks. A job that can never be delivered
 //! (a bad address or payload) is given up at once, not retried.
 
+pub mod letters;
 pub mod outbox;
 pub mod transport;
 
@@ -30,44 +31,103 @@ use crate::policy::Event;
 pub use outbox::{FileOutbox, OutboxError, OutboxItem, OutboxQueue};
 pub use transport::{check_address, DeliveryError, Mail};
 
-/// The built-in suspension e-mail body.
-pub const DEFAULT_EMAIL_TEMPLATE: &str = "\
-Hello,
+/// A symbol's description as a customer reads it: without the analyst's
+/// pointer to a rule file, e.g. `(attachments.toml)`.
+fn for_customer(description: &str) -> &str {
+    match description.rsplit_once(" (") {
+        Some((text, tail))
+            if tail.ends_with(')') && (tail.contains(".toml") || tail.contains(".txt")) =>
+        {
+            text
+        }
+        _ => description,
+    }
+}
 
-outgoing mail of the account {account} was suspended on {at}
-(code {tier}, report {report_id}).
+/// Fold `text` into lines of at most `width` characters; lines after the
+/// first start with `indent`.
+fn wrap(text: &str, width: usize, indent: &str) -> String {
+    let mut out = String::new();
+    let mut line = 0;
+    for word in text.split_whitespace() {
+        let len = word.chars().count();
+        if line > 0 && line + 1 + len > width {
+            out.push('\n');
+            out.push_str(indent);
+            line = indent.chars().count();
+        } else if line > 0 {
+            out.push(' ');
+            line += 1;
+        }
+        out.push_str(word);
+        line += len;
+    }
+    out
+}
 
-What we detected:
-  {reason}
-
-How to get unblocked:
-  {how_to_unblock}
-
--- 
-Abuse team
-";
+/// How many of the message's symbols the e-mail names.
+const FOUND_SHOWN: usize = 5;
 
 /// Turns events into outbox jobs and delivers jobs.
 #[derive(Debug, Clone)]
 pub struct Notifier {
     config: NotifyConfig,
-    template: String,
+    /// The operator's body template; `None`: the built-in letter of the
+    /// account's language.
+    template: Option<String>,
     /// Days between self-service unblocks (for the e-mail text).
     self_service_days: u32,
+    /// Symbol → (description, weight), from `scores/`.
+    descriptions: std::collections::HashMap<String, (String, f64)>,
 }
 
 impl Notifier {
     /// Read the e-mail template named in the configuration, if any.
     pub fn new(config: NotifyConfig, self_service_days: u32) -> Result<Notifier, std::io::Error> {
         let template = match &config.email_template {
-            Some(path) => std::fs::read_to_string(path)?,
-            None => DEFAULT_EMAIL_TEMPLATE.to_string(),
+            Some(path) => Some(std::fs::read_to_string(path)?),
+            None => None,
         };
         Ok(Notifier {
             config,
             template,
             self_service_days,
+            descriptions: Default::default(),
         })
+    }
+
+    /// Name what was found with these descriptions (symbol, description,
+    /// weight) instead of the symbols' names.
+    pub fn with_descriptions<'a>(
+        mut self,
+        descriptions: impl Iterator<Item = (&'a str, &'a str, f64)>,
+    ) -> Notifier {
+        self.descriptions = descriptions
+            .map(|(name, text, weight)| (name.to_string(), (text.to_string(), weight)))
+            .collect();
+        self
+    }
+
+    /// The lines of `{found}`: what the message's strongest symbols mean.
+    fn found(&self, event: &Event, letter: &letters::Letter) -> String {
+        let lines: Vec<String> = event
+            .symbols
+            .iter()
+            .filter_map(|name| match self.descriptions.get(name) {
+                Some((text, weight)) if *weight > 0.0 && !text.is_empty() => {
+                    Some(format!("  - {}", for_customer(text)))
+                }
+                Some(_) => None,
+                None if self.descriptions.is_empty() => Some(format!("  - {name}")),
+                None => None,
+            })
+            .take(FOUND_SHOWN)
+            .collect();
+        if lines.is_empty() {
+            letter.nothing_named.to_string()
+        } else {
+            lines.join("\n")
+        }
     }
 
     pub fn config(&self) -> &NotifyConfig {
@@ -104,36 +164,42 @@ impl Notifier {
         jobs
     }
 
-    /// Subject and body of the suspension e-mail. The subject is one line:
-    /// CR, LF and other control characters in it become spaces.
+    /// Subject and body of the suspension e-mail, in the account's
+    /// language: what was found, when, the report, what the code means and
+    /// what to do, with the unblock step matching the account's state. The
+    /// subject is one line: CR, LF and other control characters in it
+    /// become spaces.
     pub fn render(&self, event: &Event) -> (String, String) {
+        let letter = letters::letter(self.config.language_of(&event.account));
+        let when = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
         let how = if event.self_service {
-            let when = match event.self_service_from {
-                Some(from) if from > event.at => format!(
-                    " from {} (the complaint period of {} ends then)",
-                    from.format("%Y-%m-%d %H:%M UTC"),
-                    event.tier.map(|t| t.as_str()).unwrap_or("this block")
-                ),
-                _ => String::new(),
-            };
-            format!(
-                "Change the mailbox password and check your devices and website for malware, then unblock the account from the control panel{when}. Self-service unblocking is possible once every {} days; otherwise contact the abuse team.",
-                self.self_service_days
-            )
+            match event.self_service_from.filter(|from| *from > event.at) {
+                Some(from) => letter.unblock_from.replace("{from}", &when(from)),
+                None => letter.unblock_now.to_string(),
+            }
+            .replace("{days}", &self.self_service_days.to_string())
         } else {
-            "This block can only be lifted by the abuse team: reply to this message.".to_string()
+            letter.abuse_only.to_string()
         };
+        let how = wrap(&how, 72, "     ");
+        let found = self.found(event, letter);
         let fill = |t: &str| {
             t.replace("{account}", &event.account)
                 .replace("{tier}", event.tier.map(|t| t.as_str()).unwrap_or("-"))
                 .replace("{report_id}", event.report_id.as_deref().unwrap_or("-"))
-                .replace("{at}", &event.at.format("%Y-%m-%d %H:%M UTC").to_string())
+                .replace("{at}", &when(event.at))
                 .replace("{reason}", &event.reason)
+                .replace("{found}", &found)
                 .replace("{how_to_unblock}", &how)
         };
+        let subject = if self.config.email_subject == NotifyConfig::default().email_subject {
+            letter.subject
+        } else {
+            &self.config.email_subject
+        };
         (
-            one_line(&fill(&self.config.email_subject)),
-            fill(&self.template),
+            one_line(&fill(subject)),
+            fill(self.template.as_deref().unwrap_or(letter.body)),
         )
     }
 

@@ -179,9 +179,13 @@ impl Engine {
     }
 
     /// Whether `scores/symbols.toml` declares `name` (any kind).
-    /// The description `symbols.toml` gives a symbol, for people.
-    pub fn description(&self, name: &str) -> Option<&str> {
-        self.inner.symbols.get(name).map(|d| d.description.as_str())
+    /// Every declared symbol with its description and weight, for texts
+    /// that tell people what was found.
+    pub fn descriptions(&self) -> impl Iterator<Item = (&str, &str, f64)> {
+        self.inner
+            .symbols
+            .iter()
+            .map(|(name, d)| (name.as_str(), d.description.as_str(), d.weight))
     }
 
     pub fn declares(&self, name: &str) -> bool {

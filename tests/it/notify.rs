@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
 use chrono::Utc;
-use outscore::config::{AccountsConfig, LimitsConfig, NotifyConfig, SmtpRelay};
+use outscore::config::{AccountsConfig, Language, LimitsConfig, NotifyConfig, SmtpRelay};
 use outscore::notify::{
     enqueue_event, run_worker, FileOutbox, Notifier, OutboxQueue, WorkerOptions,
 };
@@ -355,7 +355,12 @@ async fn suspension_emails_the_contact_through_a_real_smtp_receiver_after_it_com
         smtp_helo: "relay.provider.example".into(),
         ..NotifyConfig::default()
     });
-    let notifier = Arc::new(Notifier::new(notify, 90).unwrap());
+    let engine = outscore::scoring::Engine::builtin();
+    let notifier = Arc::new(
+        Notifier::new(notify, 90)
+            .unwrap()
+            .with_descriptions(engine.descriptions()),
+    );
 
     // The policy decides a suspension for an account whose contact is in
     // the directory; its effects carry the event.
@@ -419,9 +424,22 @@ async fn suspension_emails_the_contact_through_a_real_smtp_receiver_after_it_com
         data.contains("Subject: [L-SPAM21] Outgoing mail of victim@hosted.example suspended"),
         "{data}"
     );
-    assert!(data.contains("report 7f3a9c0d1e2f3a4b"), "{data}");
-    assert!(data.contains("ATTACH_DANGEROUS_EXT in dangerous"), "{data}");
-    assert!(data.contains("once every 90 days"), "{data}");
+    assert!(data.contains("Report 7f3a9c0d1e2f3a4b"), "{data}");
+    // What was found, in plain words: the symbol's description, not its
+    // name or the tier rule.
+    assert!(
+        data.contains("  - Attachment with a dangerous extension\n"),
+        "{data}"
+    );
+    assert!(
+        !data.contains("ATTACH_DANGEROUS_EXT") && !data.contains("rule #"),
+        "{data}"
+    );
+    assert!(
+        data.contains("Change the password of victim@hosted.example"),
+        "{data}"
+    );
+    assert!(data.contains("once every 90\n     days"), "{data}");
     // Exactly once.
     let again = tokio::time::timeout(Duration::from_millis(700), sink.lines.next_line()).await;
     assert!(again.is_err(), "a second copy arrived: {again:?}");
@@ -436,14 +454,19 @@ async fn suspension_emails_the_contact_through_a_real_smtp_receiver_after_it_com
 fn suspension_mail_says_from_when_self_service_unblock_is_possible() {
     let notifier = Notifier::new(NotifyConfig::default(), 90).unwrap();
     let (_, body) = notifier.render(&event("suspended"));
+    assert!(body.contains("page), from 2026-11-23 10:00 UTC."), "{body}");
     assert!(
-        body.contains("from 2026-11-23 10:00 UTC (the complaint period of L-SPAM20 ends then)"),
+        body.contains("only our abuse team can unblock it"),
         "{body}"
     );
     let mut ev = event("suspended");
     ev.self_service_from = None;
     let (_, body) = notifier.render(&ev);
-    assert!(!body.contains("complaint period"), "{body}");
+    assert!(!body.contains(", from 2026"), "{body}");
+    assert!(
+        body.contains("This is possible once every 90 days."),
+        "{body}"
+    );
 }
 
 #[test]
@@ -457,7 +480,10 @@ fn mass_abuse_mail_says_only_the_abuse_team_can_unblock() {
         subject,
         "[L-SPAM40] Outgoing mail of victim@hosted.example suspended"
     );
-    assert!(body.contains("only be lifted by the abuse team"), "{body}");
+    assert!(
+        body.contains("can only be lifted by our abuse team"),
+        "{body}"
+    );
     assert!(!body.contains("once every"), "{body}");
 }
 
@@ -520,7 +546,9 @@ async fn notification_fields_cannot_add_recipients_or_headers() {
         "a header was injected:\n{head}"
     );
     assert!(
-        head.contains("Subject: [L-SPAM20] Outgoing mail of victim@hosted.example  Bcc: all@victims.example suspended"),
+        head.contains(
+            "Subject: [L-SPAM20] Outgoing mail of victim@hosted.example  Bcc: all@victims.example suspended"
+        ),
         "{head}"
     );
     wait_for("the outbox to empty", || {
@@ -538,4 +566,44 @@ async fn notification_fields_cannot_add_recipients_or_headers() {
     worker.stop.cancel();
     worker.handle.await.unwrap();
     let _ = sink.child.kill().await;
+}
+
+/// The customer's language, per domain or account: the built-in letter in
+/// Italian, French or Greek says the same things, the found list in the
+/// same place and the unblock step matching the account's state.
+#[test]
+fn the_suspension_mail_speaks_the_customers_language() {
+    let mut config = NotifyConfig::default();
+    config
+        .language_for
+        .insert("hosted.example".into(), Language::It);
+    config
+        .language_for
+        .insert("grc@hosted.example".into(), Language::El);
+    let notifier = Notifier::new(config, 90).unwrap();
+    let (subject, body) = notifier.render(&event("suspended"));
+    assert_eq!(
+        subject,
+        "[L-SPAM20] Invio di posta da victim@hosted.example sospeso"
+    );
+    assert!(
+        body.contains("Cambi la password di victim@hosted.example"),
+        "{body}"
+    );
+    assert!(
+        body.contains("a partire dal 2026-11-23 10:00 UTC"),
+        "{body}"
+    );
+    assert!(body.contains("Rapporto 7f3a9c0d1e2f3a4b"), "{body}");
+    let mut ev = event("suspended");
+    ev.account = "grc@hosted.example".into();
+    let (_, body) = notifier.render(&ev);
+    assert!(body.contains("Αλλάξτε τον κωδικό πρόσβασης"), "{body}");
+    let mut config = NotifyConfig::default();
+    config.language = Language::Fr;
+    let (_, body) = Notifier::new(config, 90)
+        .unwrap()
+        .render(&event("suspended"));
+    assert!(body.contains("Changez le mot de passe"), "{body}");
+    assert!(body.contains("  - URL_SHORTENER"), "{body}");
 }
