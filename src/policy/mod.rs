@@ -445,7 +445,7 @@ impl Policy {
                 effects,
             };
         };
-        let reply = self.tiers.reply(decision.tier, report_id);
+        let reply = self.tiers.reply_for(&decision, report_id);
         if let Some(transition) =
             apply_tier(&facts.account, &facts.status, &decision, report_id, now)
         {

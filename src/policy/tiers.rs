@@ -199,6 +199,8 @@ struct Rule {
     score_ratio: Option<f64>,
     symbol_set: Option<String>,
     counts: Vec<(Count, u64)>,
+    /// The rule's own reply template (else its tier's).
+    reply: Option<String>,
 }
 
 /// Per-tier settings.
@@ -256,6 +258,7 @@ struct RawRule {
     suspensions_90d: Option<u64>,
     resets_90d: Option<u64>,
     refusals_last_hour: Option<u64>,
+    reply: Option<String>,
     /// Free text for the analyst; ignored.
     #[allow(dead_code)]
     doc: Option<String>,
@@ -280,6 +283,15 @@ fn default_reply(tier: Tier) -> String {
         Family::Suspension => {
             "550 5.7.1 {tier} outbound spam blocked, account suspended, report {report_id}".into()
         }
+    }
+}
+
+/// A reply template must render to a permanent (5xx) SMTP reply.
+fn check_reply(template: &str, tier: Tier) -> Result<(), String> {
+    match SmtpReply::parse(&render(template, tier, "0123456789abcdef")) {
+        Ok(r) if r.code() >= 500 => Ok(()),
+        Ok(r) => Err(format!("reply must be permanent (5xx), got {}", r.code())),
+        Err(e) => Err(format!("reply {template:?}: {e}")),
     }
 }
 
@@ -354,20 +366,9 @@ impl TierTable {
                 info.doc = doc;
             }
             if let Some(reply) = raw_tier.reply {
-                let sample = render(&reply, tier, "0123456789abcdef");
-                match SmtpReply::parse(&sample) {
-                    Ok(r) if r.code() >= 500 => info.reply = reply,
-                    Ok(r) => errors.push(err(
-                        Some(line),
-                        format!(
-                            "[tiers.{name}] reply must be permanent (5xx), got {}",
-                            r.code()
-                        ),
-                    )),
-                    Err(e) => errors.push(err(
-                        Some(line),
-                        format!("[tiers.{name}] reply {reply:?}: {e}"),
-                    )),
+                match check_reply(&reply, tier) {
+                    Ok(()) => info.reply = reply,
+                    Err(e) => errors.push(err(Some(line), format!("[tiers.{name}] {e}"))),
                 }
             }
             if let Some(period) = raw_tier.complaint_period {
@@ -451,12 +452,18 @@ impl TierTable {
                     "[[rule]] has no condition: it would refuse every message".into(),
                 ));
             }
+            if let Some(reply) = &r.reply {
+                if let Err(e) = check_reply(reply, tier) {
+                    errors.push(err(Some(line), format!("[[rule]] {e}")));
+                }
+            }
             rules.push(Rule {
                 tier,
                 line,
                 score_ratio: r.score,
                 symbol_set: r.symbol_in,
                 counts,
+                reply: r.reply,
             });
         }
         if errors.is_empty() {
@@ -546,9 +553,26 @@ impl TierTable {
         })
     }
 
+    /// The reply refusing the message a rule tiered: the rule's own
+    /// reason when it has one, else its tier's.
+    pub fn reply_for(&self, decision: &TierDecision, report_id: &str) -> SmtpReply {
+        match self
+            .rules
+            .get(decision.rule_index)
+            .and_then(|r| r.reply.as_deref())
+        {
+            Some(template) => self.render_reply(template, decision.tier, report_id),
+            None => self.reply(decision.tier, report_id),
+        }
+    }
+
     /// The reply refusing a message of this tier.
     pub fn reply(&self, tier: Tier, report_id: &str) -> SmtpReply {
-        let text = render(&self.tiers[&tier].reply, tier, report_id);
+        self.render_reply(&self.tiers[&tier].reply, tier, report_id)
+    }
+
+    fn render_reply(&self, template: &str, tier: Tier, report_id: &str) -> SmtpReply {
+        let text = render(template, tier, report_id);
         SmtpReply::parse(&text).unwrap_or_else(|_| {
             // Only reachable with a report id that breaks the line (never a
             // hex id); fall back to the default wording without it.
@@ -674,6 +698,32 @@ mod tests {
             e.contains("t.toml:3:") && e.contains("complaint_period"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_rule_may_name_its_own_reason() {
+        let t = TierTable::builtin();
+        let h = History {
+            limit_hits_last_day: 1,
+            ..History::default()
+        };
+        let scored = Scored {
+            score: 16.0,
+            reject_score: 15.0,
+            symbols: &[],
+            refused: false,
+        };
+        let d = t.evaluate(&scored, &h).unwrap();
+        assert_eq!(d.tier, Tier::LSpam11);
+        let rule = t.reply_for(&d, "0123456789abcdef").to_string();
+        assert!(rule.contains("over the sending limits"), "{rule}");
+        let tier = t.reply(Tier::LSpam11, "0123456789abcdef").to_string();
+        assert!(!tier.contains("dangerous"), "{tier}");
+        let bad = "[[rule]]\ntier = \"L-SPAM00\"\nscore = 1.0\nreply = \"250 fine\"\n";
+        let e = TierTable::parse(Path::new("t.toml"), bad)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("t.toml:1:") && e.contains("5xx"), "{e}");
     }
 
     #[test]

@@ -666,9 +666,16 @@ fn rate_limit_prison_and_expiry() {
     // Prison expires after 20 minutes.
     let out = hit + Duration::minutes(20);
     assert_eq!(a.mail(&p, None, out), Decision::Continue);
-    // The prison counts toward the tiers: the next spam is L-SPAM11, not 00.
-    let (_, tier) = a.send(&p, 16.0, &[], out + Duration::minutes(1));
+    // The prison counts toward the tiers: the next spam is L-SPAM11, not 00,
+    // and the reply names that reason, not a dangerous attachment.
+    let (d, tier) = a.send(&p, 16.0, &[], out + Duration::minutes(1));
     assert_eq!(tier, Some(Tier::LSpam11));
+    let text = reply_text(&d);
+    assert!(
+        text.contains("spam while over the sending limits"),
+        "{text}"
+    );
+    assert!(!text.contains("dangerous"), "{text}");
 }
 
 #[test]
@@ -915,7 +922,10 @@ fn policy_refusals_are_no_account_action_until_they_repeat() {
                     .contains("refusals_last_hour 5 >= 5"),
                 "{text}"
             );
-            assert!(text.contains("L-SPAM11"), "{text}");
+            assert!(
+                text.contains("L-SPAM11 repeated refused messages"),
+                "{text}"
+            );
         }
         a.persist(out.effects);
     }
