@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use dayzone::{parse_offset, DayZone};
-pub use duration::parse_duration;
+pub use duration::{human_duration, parse_duration};
 use policy::{
     validate_accounts, validate_limits, validate_message_policy, validate_notify, RawAccounts,
     RawLimits, RawMessagePolicy, RawNotify,

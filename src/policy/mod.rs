@@ -323,6 +323,16 @@ impl Policy {
             detail: json!({"until": until.to_rfc3339(), "count": count, "max": max,
                 "window_secs": self.limits.rate_window.as_secs()}),
         }));
+        gate.effects.push(Effect::Notify(self.limit_event(
+            "prison",
+            facts,
+            format!(
+                "{count} messages within {} (limit {max}); everything is temp-refused until {}",
+                crate::config::human_duration(self.limits.rate_window),
+                until.format("%Y-%m-%d %H:%M UTC")
+            ),
+            now,
+        )));
         gate
     }
 
@@ -389,6 +399,15 @@ impl Policy {
                 action: "daily_limit".into(),
                 detail: json!({"recipients": size, "budget": self.daily_budget(facts)}),
             }));
+            gate.effects.push(Effect::Notify(self.limit_event(
+                "daily_limit",
+                facts,
+                format!(
+                    "{size} distinct external recipients today (budget {}); more are refused until local midnight",
+                    self.daily_budget(facts)
+                ),
+                now,
+            )));
         }
         gate
     }
@@ -571,6 +590,29 @@ impl Policy {
         let t = reset_done(&facts.account, &facts.status, by, reason, now)?;
         let event = self.event("reset_done", facts, &t, now);
         Ok((t, event))
+    }
+
+    /// A volume-limit hit (`prison`, `daily_limit`) for the provider's
+    /// integration; no state change, no e-mail to the customer.
+    fn limit_event(
+        &self,
+        kind: &str,
+        facts: &AccountFacts,
+        reason: String,
+        now: DateTime<Utc>,
+    ) -> Event {
+        Event {
+            kind: kind.into(),
+            account: facts.account.clone(),
+            contact: self.directory.get(&facts.account).contact,
+            tier: None,
+            report_id: None,
+            at: now,
+            reason,
+            self_service: false,
+            self_service_from: None,
+            symbols: Vec::new(),
+        }
     }
 
     fn event(&self, kind: &str, facts: &AccountFacts, t: &Transition, now: DateTime<Utc>) -> Event {

@@ -658,6 +658,14 @@ fn rate_limit_prison_and_expiry() {
     assert!(reply_text(&d).starts_with("451 4.7.1"), "{d:?}");
     assert!(reply_text(&d).contains("policy violation"), "{d:?}");
     assert_eq!(a.audit.last().unwrap().action, "prison");
+    // The provider's integration hears of it, with when it ends.
+    let ev = a.events.last().expect("a prison event");
+    assert_eq!(ev.kind, "prison");
+    assert!(
+        ev.reason.contains("until") && ev.reason.contains("20m"),
+        "{}",
+        ev.reason
+    );
     // In prison: everything is temp-refused, even in a new rate window.
     let inside = hit + Duration::minutes(19);
     let d = a.mail(&p, None, inside);
@@ -718,6 +726,11 @@ fn daily_external_budget_rollover_and_repeat_offender() {
         a.audit.iter().filter(|e| e.action == "daily_limit").count(),
         1,
         "the hit is audited once per day"
+    );
+    assert_eq!(
+        a.events.iter().filter(|e| e.kind == "daily_limit").count(),
+        1,
+        "and notified once per day"
     );
     // 23:59:59 local: still the same day.
     let late = t("2026-11-22T21:59:59Z");
