@@ -128,6 +128,7 @@ pub async fn build(config: &Config, rules: RuleSet) -> anyhow::Result<Daemon> {
             Learner::new(store.clone(), &config.data_dir).with_pipeline(pipeline.clone()),
         ));
         state.session_ttl = config.http.session_ttl;
+        state.secure_cookie = config.http.secure_cookie;
         state.throttle = Arc::new(http::throttle::LoginThrottle::new(
             http::throttle::LoginLimits::from_config(&config.http),
         ));

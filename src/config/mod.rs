@@ -124,6 +124,7 @@ struct RawHttp {
     login_failures_per_user: Option<toml::Spanned<i64>>,
     login_failure_window: Option<toml::Spanned<String>>,
     trusted_proxies: Option<toml::Spanned<Vec<String>>>,
+    secure_cookie: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -416,8 +417,11 @@ pub struct HttpConfig {
     /// Counted from the first failure; a block ends with it.
     pub login_failure_window: Duration,
     /// Peers whose `X-Forwarded-For` names the real client (the local TLS
-    /// proxy).
+    /// proxy). None by default: any local process could forge the header.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Mark the session cookie `Secure` (the pages are served over HTTPS
+    /// by a proxy in front).
+    pub secure_cookie: bool,
 }
 
 impl Default for HttpConfig {
@@ -429,10 +433,8 @@ impl Default for HttpConfig {
             login_failures_per_ip: 5,
             login_failures_per_user: 20,
             login_failure_window: Duration::from_secs(300),
-            trusted_proxies: vec![
-                std::net::IpAddr::from([127, 0, 0, 1]),
-                std::net::IpAddr::from([0, 0, 0, 0, 0, 0, 0, 1]),
-            ],
+            trusted_proxies: Vec::new(),
+            secure_cookie: false,
         }
     }
 }
@@ -773,6 +775,9 @@ fn validate_http(raw: RawHttp, into: &mut HttpConfig, errors: &mut Errors<'_>) {
         "http.login_failure_window",
         &mut into.login_failure_window,
     );
+    if let Some(secure) = raw.secure_cookie {
+        into.secure_cookie = secure;
+    }
     if let Some(proxies) = raw.trusted_proxies {
         let offset = proxies.span().start;
         let mut parsed = Vec::new();

@@ -1,5 +1,7 @@
-//! Who is asking: credentials (salted, iterated SHA-256; the secret is shown
-//! once and never stored), bearer tokens, page sessions and roles.
+//! Who is asking: credentials (Argon2id PHC strings; the secret is shown
+//! once and never stored; older SHA-256 records are rehashed at their next
+//! login), bearer tokens, page sessions and roles. A session or cached
+//! token ends as soon as its user is removed or changes role.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -15,8 +17,9 @@ use sha2::{Digest, Sha256};
 pub use super::users::{Role, UserRecord};
 use super::AppState;
 
-/// Hash rounds for new credentials.
-pub const ITERATIONS: i64 = 50_000;
+/// `iterations` of a record whose `hash` is an Argon2id PHC string (the
+/// salt and cost are inside it).
+pub const ARGON2: i64 = 0;
 /// Name of the page session cookie.
 pub const SESSION_COOKIE: &str = "outscore_session";
 /// A verified bearer token is remembered this long, so the hash rounds are
@@ -50,7 +53,8 @@ fn random_hex(bytes: usize) -> String {
     hex::encode(buf)
 }
 
-/// Salted, iterated SHA-256 of a secret, hex.
+/// Salted, iterated SHA-256 of a secret, hex: how credentials were kept
+/// before Argon2id; still verified, then replaced at the next login.
 pub fn hash_secret(secret: &str, salt: &str, iterations: i64) -> String {
     let mut digest: [u8; 32] = Sha256::new()
         .chain_update(salt.as_bytes())
@@ -72,18 +76,42 @@ pub fn hash_secret(secret: &str, salt: &str, iterations: i64) -> String {
 /// the bearer token.
 pub fn new_credential(name: &str, role: Role) -> (UserRecord, String) {
     let secret = random_hex(20);
-    let salt = random_hex(16);
-    let hash = hash_secret(&secret, &salt, ITERATIONS);
-    (
-        UserRecord {
-            name: name.to_string(),
-            role,
-            salt,
-            iterations: ITERATIONS,
-            hash,
-        },
-        secret,
-    )
+    (argon2_record(name, role, &secret), secret)
+}
+
+/// A record keeping `secret` as an Argon2id PHC string.
+pub fn argon2_record(name: &str, role: Role, secret: &str) -> UserRecord {
+    UserRecord {
+        name: name.to_string(),
+        role,
+        salt: String::new(),
+        iterations: ARGON2,
+        hash: argon2_hash(secret),
+    }
+}
+
+fn argon2_hash(secret: &str) -> String {
+    use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
+    let salt = SaltString::generate(&mut OsRng);
+    argon2::Argon2::default()
+        .hash_password(secret.as_bytes(), &salt)
+        .expect("Argon2 with its default parameters hashes any secret")
+        .to_string()
+}
+
+/// The record is not an Argon2id hash with today's parameters.
+pub fn needs_rehash(record: &UserRecord) -> bool {
+    use argon2::password_hash::PasswordHash;
+    let Ok(parsed) = PasswordHash::new(&record.hash) else {
+        return true;
+    };
+    let current = argon2::Params::default();
+    parsed.algorithm != argon2::Algorithm::Argon2id.ident()
+        || argon2::Params::try_from(&parsed).map_or(true, |p| {
+            p.m_cost() != current.m_cost()
+                || p.t_cost() != current.t_cost()
+                || p.p_cost() != current.p_cost()
+        })
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -92,8 +120,23 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Whether `secret` matches the record.
 pub fn verify(record: &UserRecord, secret: &str) -> bool {
+    if record.iterations == ARGON2 {
+        use argon2::password_hash::{PasswordHash, PasswordVerifier};
+        return PasswordHash::new(&record.hash).is_ok_and(|parsed| {
+            argon2::Argon2::default()
+                .verify_password(secret.as_bytes(), &parsed)
+                .is_ok()
+        });
+    }
     let hash = hash_secret(secret, &record.salt, record.iterations);
     constant_time_eq(hash.as_bytes(), record.hash.as_bytes())
+}
+
+/// A record no secret matches, verified for unknown user names so that
+/// they take as long to refuse as a wrong secret.
+fn decoy() -> &'static UserRecord {
+    static DECOY: std::sync::OnceLock<UserRecord> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| argon2_record("-", Role::Viewer, &random_hex(20)))
 }
 
 /// Page sessions and recently verified tokens, in memory (a restart logs
@@ -134,6 +177,12 @@ impl Sessions {
             .map(|(p, _)| p.clone())
     }
 
+    fn forget_token(&self, token: &str) {
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let mut map = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(&key);
+    }
+
     fn cache_token(&self, token: &str, who: Principal) {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let mut map = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
@@ -148,34 +197,63 @@ pub async fn check_password(state: &AppState, name: &str, secret: &str) -> Optio
     if !valid_user_name(name) {
         return None;
     }
-    let record = match super::db::user(&state.store, name).await {
-        Ok(Some(record)) => record,
-        Ok(None) => return None,
+    let (record, known) = match super::db::user(&state.store, name).await {
+        Ok(Some(record)) => (record, true),
+        // An unknown name costs a full verification too: no timing tells
+        // which names exist.
+        Ok(None) => (decoy().clone(), false),
         Err(e) => {
             tracing::warn!(error = %e, "cannot read credentials");
             return None;
         }
     };
-    // The hash rounds are CPU work: keep them off the async workers.
+    // The hash is CPU work: keep it off the async workers.
     let secret = secret.to_string();
-    let ok = tokio::task::spawn_blocking(move || {
-        let ok = verify(&record, &secret);
-        (ok, record)
+    let (ok, record, upgraded) = tokio::task::spawn_blocking(move || {
+        let ok = verify(&record, &secret) && known;
+        let upgraded = (ok && needs_rehash(&record))
+            .then(|| argon2_record(&record.name, record.role, &secret));
+        (ok, record, upgraded)
     })
     .await
     .ok()?;
-    match ok {
-        (true, record) => Some(Principal {
-            user: record.name,
-            role: record.role,
-        }),
-        _ => None,
+    if !ok {
+        return None;
+    }
+    if let Some(upgraded) = upgraded {
+        match super::db::put_user(&state.store, &upgraded).await {
+            Ok(()) => {
+                tracing::info!(user = %printable(&record.name), "credential rehashed with Argon2id")
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot store the rehashed credential"),
+        }
+    }
+    Some(Principal {
+        user: record.name,
+        role: record.role,
+    })
+}
+
+/// The user still exists with this role: a removed user's session and
+/// cached token end at once.
+async fn still_valid(state: &AppState, who: &Principal) -> bool {
+    match super::db::user(&state.store, &who.user).await {
+        Ok(Some(record)) => record.role == who.role,
+        Ok(None) => false,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read credentials");
+            false
+        }
     }
 }
 
 async fn check_bearer(state: &AppState, token: &str) -> Option<Principal> {
     if let Some(p) = state.sessions.cached_token(token) {
-        return Some(p);
+        if still_valid(state, &p).await {
+            return Some(p);
+        }
+        state.sessions.forget_token(token);
+        return None;
     }
     let (name, secret) = token.split_once(':')?;
     let who = check_password(state, name, secret).await?;
@@ -223,8 +301,13 @@ impl FromRequestParts<AppState> for Principal {
             state.throttle.failure(ip, user);
             crate::telemetry::HTTP_AUTH_FAILURES.incr();
             tracing::warn!(client = %super::throttle::show(ip), user = %printable(user), "review API token refused");
-        } else if let Some(who) = session_cookie(parts).and_then(|id| state.sessions.get(&id)) {
-            return Ok(who);
+        } else if let Some(id) = session_cookie(parts) {
+            if let Some(who) = state.sessions.get(&id) {
+                if still_valid(state, &who).await {
+                    return Ok(who);
+                }
+                state.sessions.remove(&id);
+            }
         }
         if parts.uri.path().starts_with("/api/") {
             Err(super::ApiError::Unauthenticated.into_response())

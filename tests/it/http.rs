@@ -6,7 +6,7 @@
 //! policy enforcer: the pipeline sharing it sees an unblock at the next
 //! MAIL FROM, and the customer notification reaches a loopback webhook.
 
-use crate::support::http::{form, page, send};
+use crate::support::http::{form, page, send, SAME_HOST, SAME_ORIGIN};
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -1052,6 +1052,8 @@ async fn login_from(
     password: &str,
 ) -> (StatusCode, axum::http::HeaderMap, String) {
     let req = Request::post("/login")
+        .header(header::HOST, SAME_HOST)
+        .header(header::ORIGIN, SAME_ORIGIN)
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .body(Body::from(format!("user={user}&password={password}")))
         .unwrap();
@@ -1073,7 +1075,13 @@ async fn auth_failures(app: &Router) -> u64 {
 /// first. Bearer tokens count the same way; so does a user name tried from
 /// many addresses.
 async fn failed_logins_are_throttled(store: &Store) {
-    let app = setup(store).await;
+    // A TLS proxy on loopback in front (none is trusted by default).
+    let mut behind_proxy = state(store);
+    behind_proxy.throttle = Arc::new(LoginThrottle::new(LoginLimits {
+        trusted_proxies: vec!["127.0.0.1".parse().unwrap()],
+        ..LoginLimits::default()
+    }));
+    let app = setup_with(store, behind_proxy).await;
     let failures_before = auth_failures(&app).await;
     for n in 1..=5 {
         let (status, _, _) = login_from(&app, "192.0.2.10", "alice", &format!("guess{n}")).await;
@@ -1103,6 +1111,8 @@ async fn failed_logins_are_throttled(store: &Store) {
     // Behind the local proxy the forwarded address is the client.
     let forwarded = |client: &str| {
         let req = Request::post("/login")
+            .header(header::HOST, SAME_HOST)
+            .header(header::ORIGIN, SAME_ORIGIN)
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .header("x-forwarded-for", client)
             .body(Body::from("user=victor&password=viewer-secret"))
@@ -1169,6 +1179,8 @@ async fn failed_logins_are_throttled(store: &Store) {
 /// Log in through the form; returns the cookie header value.
 async fn login(app: &Router, user: &str, password: &str) -> Result<String, StatusCode> {
     let req = Request::post("/login")
+        .header(header::HOST, SAME_HOST)
+        .header(header::ORIGIN, SAME_ORIGIN)
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .body(Body::from(format!("user={user}&password={password}")))
         .unwrap();
@@ -1329,14 +1341,70 @@ async fn stats_count_per_hour(store: &Store) {
 }
 
 #[tokio::test]
-async fn default_credentials_hash_with_many_rounds() {
-    let (record, secret) = outscore::http::auth::new_credential("ops", Role::Abuse);
-    assert!(record.iterations >= 10_000);
-    assert!(!record.hash.contains(&secret) && record.hash.len() == 64);
-    assert!(outscore::http::auth::verify(&record, &secret));
-    assert!(!outscore::http::auth::verify(&record, "guess"));
-    let (other, _) = outscore::http::auth::new_credential("ops", Role::Abuse);
-    assert_ne!(record.salt, other.salt);
+async fn credentials_are_argon2id_and_old_ones_are_rehashed_at_login() {
+    use outscore::http::auth::{needs_rehash, new_credential, verify, ARGON2};
+    let (record, secret) = new_credential("ops", Role::Abuse);
+    assert_eq!(record.iterations, ARGON2);
+    assert!(record.hash.starts_with("$argon2id$"), "{}", record.hash);
+    assert!(!record.hash.contains(&secret) && !needs_rehash(&record));
+    assert!(verify(&record, &secret));
+    assert!(!verify(&record, "guess"));
+    let (other, _) = new_credential("ops", Role::Abuse);
+    assert_ne!(record.hash, other.hash, "a salt of its own");
+    // A record of the older SHA-256 kind logs in once and is rehashed.
+    let store = Store::connect("sqlite::memory:", options()).await.unwrap();
+    add_user(&store, "alice", "abuse-secret", Role::Abuse).await;
+    let old = db::user(&store, "alice").await.unwrap().unwrap();
+    assert!(needs_rehash(&old));
+    let app = app(state(&store));
+    assert!(login(&app, "alice", "abuse-secret").await.is_ok());
+    let new = db::user(&store, "alice").await.unwrap().unwrap();
+    assert!(new.hash.starts_with("$argon2id$") && new.iterations == ARGON2);
+    assert!(login(&app, "alice", "abuse-secret").await.is_ok());
+    assert_eq!(
+        login(&app, "alice", "wrong").await,
+        Err(StatusCode::UNAUTHORIZED)
+    );
+}
+
+/// A session or token of a removed user ends at once; a POST without an
+/// origin of its own (missing, `null`, another site) is refused.
+#[tokio::test]
+async fn removal_ends_sessions_and_forms_need_their_origin() {
+    let store = Store::connect("sqlite::memory:", options()).await.unwrap();
+    add_user(&store, "alice", "abuse-secret", Role::Abuse).await;
+    add_user(&store, "victor", "viewer-secret", Role::Viewer).await;
+    let app = app(state(&store));
+    let cookie = login(&app, "alice", "abuse-secret").await.unwrap();
+    assert_eq!(page(&app, "/history", &cookie).await.0, StatusCode::OK);
+    assert_eq!(
+        get(&app, "/api/v1/accounts", Some(VIEWER)).await.0,
+        StatusCode::OK
+    );
+    for origin in [None, Some("null"), Some("http://evil.example")] {
+        let mut req = Request::post("/accounts/bob@example.com/suspend")
+            .header(header::COOKIE, &cookie)
+            .header(header::HOST, SAME_HOST)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(o) = origin {
+            req = req.header(header::ORIGIN, o);
+        }
+        let (status, _, _) = send(&app, req.body(Body::from("reason=x")).unwrap()).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "origin {origin:?}");
+        assert_eq!(store.account_state("bob@example.com").await.unwrap(), None);
+    }
+    // No proxy is trusted by default: a forged X-Forwarded-For from a
+    // local process names nobody.
+    assert!(LoginLimits::default().trusted_proxies.is_empty());
+    assert!(db::delete_user(&store, "alice").await.unwrap());
+    assert!(db::delete_user(&store, "victor").await.unwrap());
+    let (status, _) = page(&app, "/history", &cookie).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "the session ended");
+    assert_eq!(
+        get(&app, "/api/v1/accounts", Some(VIEWER)).await.0,
+        StatusCode::UNAUTHORIZED,
+        "the cached token ended"
+    );
 }
 
 /// `outscore user add` prints a secret once; it logs in and works as a
@@ -1379,7 +1447,7 @@ async fn user_cli_creates_a_working_credential() {
     let url = format!("sqlite://{}", dir.path().join("outscore.db").display());
     let store = Store::connect(&url, options()).await.unwrap();
     let stored = db::user(&store, "ops").await.unwrap().unwrap();
-    assert!(stored.iterations >= 10_000 && !stored.hash.contains(&secret));
+    assert!(stored.hash.starts_with("$argon2id$") && !stored.hash.contains(&secret));
     let app = app(state(&store));
     assert_eq!(
         get(&app, "/api/v1/accounts", Some(&token)).await.0,

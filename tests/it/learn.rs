@@ -5,7 +5,7 @@
 //! the real binary.
 
 use crate::support::classifier::message;
-use crate::support::http::{form, page, send};
+use crate::support::http::{form, page, send, SAME_HOST, SAME_ORIGIN};
 
 use std::process::Command;
 use std::sync::Arc;
@@ -335,6 +335,8 @@ async fn refusals_by_role_body_and_retention(store: &Store) {
 
 async fn login(app: &Router, user: &str, password: &str) -> String {
     let req = Request::post("/login")
+        .header(header::HOST, SAME_HOST)
+        .header(header::ORIGIN, SAME_ORIGIN)
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .body(Body::from(format!("user={user}&password={password}")))
         .unwrap();

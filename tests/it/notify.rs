@@ -599,8 +599,10 @@ fn the_suspension_mail_speaks_the_customers_language() {
     ev.account = "grc@hosted.example".into();
     let (_, body) = notifier.render(&ev);
     assert!(body.contains("Αλλάξτε τον κωδικό πρόσβασης"), "{body}");
-    let mut config = NotifyConfig::default();
-    config.language = Language::Fr;
+    let config = NotifyConfig {
+        language: Language::Fr,
+        ..NotifyConfig::default()
+    };
     let (_, body) = Notifier::new(config, 90)
         .unwrap()
         .render(&event("suspended"));

@@ -26,17 +26,28 @@ pub async fn home() -> Redirect {
     Redirect::to("/history")
 }
 
-/// A POST from another site (by its `Origin`) is refused.
+/// A POST that does not show it comes from these pages is refused: its
+/// `Origin` (else its `Referer`) must name this host. A missing or `null`
+/// origin (sandboxed frames, privacy redirects) is refused too.
 fn cross_site(headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let origin_host = origin.split_once("://").map(|(_, h)| h).unwrap_or(origin);
-    origin != "null" && origin_host != host
+    let origin = headers
+        .get(header::ORIGIN)
+        .or_else(|| headers.get(header::REFERER))
+        .and_then(|v| v.to_str().ok());
+    let Some(origin) = origin.filter(|o| *o != "null") else {
+        return true;
+    };
+    let origin_host = origin
+        .split_once("://")
+        .map_or(origin, |(_, rest)| rest)
+        .split('/')
+        .next()
+        .unwrap_or("");
+    host.is_empty() || origin_host != host
 }
 
 /// A time as every page shows it.

@@ -7,6 +7,10 @@ use axum::Router;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
+/// What a browser on the review pages sends as `Host` and `Origin`.
+pub const SAME_HOST: &str = "127.0.0.1:7523";
+pub const SAME_ORIGIN: &str = "http://127.0.0.1:7523";
+
 /// Status, headers and body (as text) of one request.
 pub async fn send(app: &Router, req: Request<Body>) -> (StatusCode, HeaderMap, String) {
     let res = app.clone().oneshot(req).await.unwrap();
@@ -26,7 +30,8 @@ pub async fn page(app: &Router, uri: &str, cookie: &str) -> (StatusCode, String)
     (s, b)
 }
 
-/// A page form posted with a session cookie, from `origin` when given.
+/// A page form posted with a session cookie, from `origin` when given, else
+/// from the pages themselves (as a browser sends it).
 pub async fn form(
     app: &Router,
     uri: &str,
@@ -38,11 +43,9 @@ pub async fn form(
         .method(Method::POST)
         .uri(uri)
         .header(header::COOKIE, cookie)
-        .header(header::HOST, "127.0.0.1:7523")
+        .header(header::HOST, SAME_HOST)
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
-    if let Some(o) = origin {
-        req = req.header(header::ORIGIN, o);
-    }
+    req = req.header(header::ORIGIN, origin.unwrap_or(SAME_ORIGIN));
     let (s, _, b) = send(app, req.body(Body::from(body.to_string())).unwrap()).await;
     (s, b)
 }
