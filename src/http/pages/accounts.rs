@@ -166,7 +166,8 @@ fn accounts_body(
                             (match (m.in_directory, m.messages > 0) {
                                 (true, true) => "directory, traffic",
                                 (true, false) => "directory",
-                                _ => "traffic",
+                                (false, true) => "traffic",
+                                (false, false) => "account log",
                             })
                         }
                         td class="num" { (m.messages) }
