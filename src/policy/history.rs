@@ -162,6 +162,14 @@ impl LimitKind {
         }
     }
 
+    /// The restriction in a few words.
+    pub fn label(self) -> &'static str {
+        match self {
+            LimitKind::Prison => "in prison (rate limit)",
+            LimitKind::DailyLimit => "daily limit reached",
+        }
+    }
+
     /// The restriction in words, for the abuse team.
     pub fn describe(self) -> &'static str {
         match self {

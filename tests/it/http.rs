@@ -1198,7 +1198,10 @@ async fn pages_log_in_list_open_and_unblock(store: &Store) {
     // Mail history: Spam Score column, the refused message, escaped subject.
     let (status, html) = page(&app, "/history", &cookie).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(html.contains("title=\"highest score first\">Spam Score</a></th>"), "{html}");
+    assert!(
+        html.contains("title=\"highest score first\">Spam Score</a></th>"),
+        "{html}"
+    );
     assert!(html.contains("<tr class=\"refused\">"));
     assert!(html.contains(&format!("href=\"/reports/{id}\"")));
     assert!(

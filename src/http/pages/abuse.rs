@@ -143,8 +143,8 @@ fn abuse_body(
                         tr {
                             td { a href=(account_history(&s.account)) { (s.account) } }
                             td { (status_text(s.status)) }
-                            td { (s.tier.as_deref().unwrap_or_default()) }
-                            td { (time(&s.since)) }
+                            td class="nowrap" { (s.tier.as_deref().unwrap_or_default()) }
+                            td class="nowrap" { (time(&s.since)) }
                             td { (s.reason.as_deref().unwrap_or_default()) }
                             td { (report_link(s.report_id.as_deref())) }
                             td { (blocked_actions(b, who)) }
@@ -171,7 +171,7 @@ fn abuse_body(
                             tr {
                                 td { a href=(account_history(account)) { (account) } }
                                 td class={ "limit " (r.kind.as_str()) } { (r.kind.describe()) }
-                                td { (minute(&r.until)) }
+                                td class="nowrap" { (minute(&r.until)) }
                             }
                         }
                     }

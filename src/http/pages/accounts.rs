@@ -153,7 +153,7 @@ fn accounts_body(
             thead {
                 tr {
                     th { "Account" } th { "Known from" } th { "Messages" } th { "Last message" }
-                    th { "Restrictions" } th { "Tier" } th { "Since" } th { "Reason" } th { "Report" }
+                    th { "Restrictions" }
                     @if who.can_act() { th { "Actions" } }
                 }
             }
@@ -167,24 +167,30 @@ fn accounts_body(
                                 (true, true) => "directory, traffic",
                                 (true, false) => "directory",
                                 (false, true) => "traffic",
-                                (false, false) => "account log",
+                                (false, false) => "audit log",
                             })
                         }
                         td class="num" { (m.messages) }
-                        td { (m.last.as_ref().map(time).unwrap_or_default()) }
+                        td class="nowrap" { (m.last.as_ref().map(time).unwrap_or_default()) }
                         td {
-                            (status_text(status))
+                            @if status.is_blocked() || m.limits.is_empty() { (status_text(status)) }
+                            @if let Some(s) = m.state.as_ref().filter(|_| status.is_blocked()) {
+                                div class="muted" {
+                                    @if let Some(tier) = &s.tier { (tier) " " }
+                                    "since " span class="nowrap" { (time(&s.since)) }
+                                    @if let Some(reason) = &s.reason { ": " (reason) }
+                                    @if s.report_id.is_some() {
+                                        " · report " (report_link(s.report_id.as_deref()))
+                                    }
+                                }
+                            }
                             @for r in &m.limits {
-                                div class={ "limit " (r.kind.as_str()) } {
-                                    (r.kind.describe()) ", until " (r.until.format("%Y-%m-%d %H:%M UTC"))
+                                div class={ "limit " (r.kind.as_str()) } title=(r.kind.describe()) {
+                                    (r.kind.label()) " until "
+                                    span class="nowrap" { (r.until.format("%Y-%m-%d %H:%M UTC")) }
                                 }
                             }
                         }
-                        @let s = m.state.as_ref().filter(|_| status.is_blocked());
-                        td { (s.and_then(|s| s.tier.as_deref()).unwrap_or_default()) }
-                        td { (s.map(|s| time(&s.since)).unwrap_or_default()) }
-                        td { (s.and_then(|s| s.reason.as_deref()).unwrap_or_default()) }
-                        td { @if s.is_some() { (report_link(s.and_then(|s| s.report_id.as_deref()))) } }
                         @if who.can_act() { td { (actions(account, status)) } }
                     }
                 }

@@ -64,7 +64,7 @@ fn report_row(r: &ReportSummary) -> Markup {
     let href = format!("/reports/{}", r.id.as_str());
     html! {
         tr class=[(r.action != "accept").then_some("refused")] {
-            td { (time(&r.created_at)) }
+            td class="nowrap" { (time(&r.created_at)) }
             td {
                 @if let Some(account) = &r.account {
                     a href=(account_history(account)) { (account) }
@@ -72,7 +72,7 @@ fn report_row(r: &ReportSummary) -> Markup {
             }
             td { a href=(href) { (subject.unwrap_or("(no subject)")) } }
             td class="score" { a href=(href) title="open the score report" { (format!("{:.2}", r.score)) } }
-            td { (r.tier.as_deref().unwrap_or_default()) }
+            td class="nowrap" { (r.tier.as_deref().unwrap_or_default()) }
             td { (r.action) }
             td { (r.rcpt_count) }
         }
