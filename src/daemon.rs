@@ -133,6 +133,8 @@ pub async fn build(config: &Config, rules: RuleSet) -> anyhow::Result<Daemon> {
             http::throttle::LoginLimits::from_config(&config.http),
         ));
         state.reports = Some(reports_for_http);
+        let in_force = rules.clone();
+        state.reject_score = Some(Arc::new(move || in_force.load().engine.reject_score()));
         state.spool_dir = Some(writer.spool().dir().to_path_buf());
         let listener = tokio::net::TcpListener::bind(config.http.listen)
             .await

@@ -156,6 +156,25 @@ impl AccountRepo for Store {
             })
             .collect())
     }
+
+    async fn limited_since(&self, since: DateTime<Utc>) -> Result<Vec<String>, PolicyStoreError> {
+        let sql = "SELECT DISTINCT account FROM audit_log \
+                   WHERE at >= $1 AND action IN ('prison', 'daily_limit') AND account IS NOT NULL \
+                   ORDER BY account";
+        let since = since.timestamp_millis();
+        match self {
+            Store::Sqlite(s) => sqlx::query_scalar::<_, String>(sql)
+                .bind(since)
+                .fetch_all(s.pool())
+                .await
+                .map_err(sql_err("limited accounts")),
+            Store::Postgres(s) => sqlx::query_scalar::<_, String>(sql)
+                .bind(since)
+                .fetch_all(s.pool())
+                .await
+                .map_err(sql_err("limited accounts")),
+        }
+    }
 }
 
 /// Insert `member` only while the set has fewer than `cap` members. One

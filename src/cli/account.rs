@@ -14,7 +14,8 @@ use super::*;
 
 #[derive(Subcommand)]
 pub enum AccountCmd {
-    /// Blocked accounts, most recently blocked first.
+    /// Blocked accounts, most recently blocked first, then the accounts
+    /// held back by a volume limit (prison, the daily budget) and until when.
     List {
         #[arg(long, default_value_t = 100)]
         limit: u32,
@@ -143,8 +144,30 @@ pub async fn account_command(config: Config, command: AccountCmd) -> anyhow::Res
                     );
                 }
             }
+            let limited = enforcer.limited_accounts(now, limit as usize).await?;
+            for (account, restrictions) in &limited {
+                for r in restrictions {
+                    if json {
+                        println!(
+                            "{}",
+                            serde_json::json!({"account": account, "restriction": r.kind.as_str(),
+                                "until": r.until})
+                        );
+                    } else {
+                        println!(
+                            "{:<40} {:<24} {:<9} until {}  {}",
+                            account,
+                            r.kind.as_str(),
+                            "-",
+                            r.until.format("%Y-%m-%d %H:%M:%S"),
+                            r.kind.describe()
+                        );
+                    }
+                }
+            }
             if !json {
                 println!("{} blocked account(s)", blocked.len());
+                println!("{} account(s) held back by a volume limit", limited.len());
             }
             ExitCode::SUCCESS
         }

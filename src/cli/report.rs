@@ -107,6 +107,7 @@ pub async fn report_command(config: Config, command: ReportCmd) -> anyhow::Resul
                 queue_id,
                 message_id,
                 recipient: rcpt,
+                ..store::ReportFilter::default()
             };
             let after: Option<store::Cursor> = after
                 .as_deref()

@@ -25,14 +25,27 @@ pub const MAX_PAGE: u32 = 500;
 /// Pages read to fill one page when filtering by subject text.
 const SUBJECT_SCAN_PAGES: usize = 20;
 
+/// Most reports in the score order (which has no next page).
+pub const MAX_BY_SCORE: u32 = 500;
+/// Reports read to filter the score order by subject text.
+const SUBJECT_SCAN_BY_SCORE: u32 = 10_000;
+
 /// Query string of the report list (API and Mail history page).
 #[derive(Debug, Default, Deserialize)]
 pub struct ListQuery {
+    /// A part of the account name (case-insensitive), or the whole name
+    /// with `exact`.
     pub account: Option<String>,
-    /// RFC 3339, inclusive.
+    /// `1` (or `on`, `true`): `account` is the whole name.
+    pub exact: Option<String>,
+    /// Inclusive: a date (`2026-12-01`, from its start), a date and time
+    /// (`2026-12-01 14:30`), all UTC, or RFC 3339.
     pub since: Option<String>,
-    /// RFC 3339, exclusive.
+    /// Exclusive, as `since`; a plain date includes that whole day.
     pub until: Option<String>,
+    /// `score`: highest score first, one page without a cursor; else
+    /// newest first.
+    pub sort: Option<String>,
     pub tier: Option<String>,
     pub action: Option<String>,
     pub min_score: Option<String>,
@@ -51,15 +64,51 @@ fn nonempty(v: &Option<String>) -> Option<String> {
         .map(str::to_string)
 }
 
-fn parse_time(v: &Option<String>, what: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+/// A time as a reviewer types it: RFC 3339, a UTC date and time
+/// (`2026-12-01 14:30`, `2026-12-01T14:30:05`) or a plain UTC date. A plain
+/// date is the start of that day, or with `end_of_day` the start of the
+/// next (so "until 2026-12-01" includes the 1st).
+pub fn parse_when(text: &str, end_of_day: bool) -> Option<DateTime<Utc>> {
+    use chrono::{NaiveDate, NaiveDateTime};
+    let t = text.trim();
+    if let Ok(at) = DateTime::parse_from_rfc3339(t) {
+        return Some(at.with_timezone(&Utc));
+    }
+    let t = t.strip_suffix('Z').unwrap_or(t).trim_end();
+    let t = t.strip_suffix("UTC").unwrap_or(t).trim_end();
+    for format in [
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+    ] {
+        if let Ok(at) = NaiveDateTime::parse_from_str(t, format) {
+            return Some(at.and_utc());
+        }
+    }
+    let day = NaiveDate::parse_from_str(t, "%Y-%m-%d").ok()?;
+    let day = if end_of_day { day.succ_opt()? } else { day };
+    Some(day.and_hms_opt(0, 0, 0)?.and_utc())
+}
+
+fn parse_time(
+    v: &Option<String>,
+    what: &str,
+    end_of_day: bool,
+) -> Result<Option<DateTime<Utc>>, ApiError> {
     match nonempty(v) {
         None => Ok(None),
-        Some(s) => DateTime::parse_from_rfc3339(&s)
-            .map(|t| Some(t.with_timezone(&Utc)))
-            .map_err(|_| {
-                ApiError::BadRequest(format!("{what} must be an RFC 3339 time, got {s:?}"))
-            }),
+        Some(s) => parse_when(&s, end_of_day).map(Some).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "{what} must be a date like 2026-12-01, a UTC time like 2026-12-01 14:30, or RFC 3339; got {s:?}"
+            ))
+        }),
     }
+}
+
+fn flag(v: &Option<String>) -> bool {
+    nonempty(v)
+        .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "on" | "true" | "yes"))
 }
 
 fn parse_score(v: &Option<String>, what: &str) -> Result<Option<f64>, ApiError> {
@@ -75,11 +124,31 @@ fn parse_score(v: &Option<String>, what: &str) -> Result<Option<f64>, ApiError> 
 }
 
 impl ListQuery {
+    /// Highest score first.
+    pub fn by_score(&self) -> Result<bool, ApiError> {
+        match nonempty(&self.sort).as_deref() {
+            None | Some("time") | Some("newest") => Ok(false),
+            Some("score") => Ok(true),
+            Some(other) => Err(ApiError::BadRequest(format!(
+                "sort must be time or score, got {other:?}"
+            ))),
+        }
+    }
+
+    /// Whether `account` is the whole name.
+    pub fn exact(&self) -> bool {
+        flag(&self.exact)
+    }
+
     pub fn filter(&self) -> Result<ReportFilter, ApiError> {
+        let account = nonempty(&self.account).map(|a| a.to_lowercase());
+        let exact = self.exact();
         Ok(ReportFilter {
-            account: nonempty(&self.account).map(|a| a.to_ascii_lowercase()),
-            since: parse_time(&self.since, "since")?,
-            until: parse_time(&self.until, "until")?,
+            account: account.clone().filter(|_| exact),
+            account_contains: account.filter(|_| !exact),
+            by_score: self.by_score()?,
+            since: parse_time(&self.since, "since", false)?,
+            until: parse_time(&self.until, "until", true)?,
             tier: nonempty(&self.tier),
             action: nonempty(&self.action),
             min_score: parse_score(&self.min_score, "min_score")?,
@@ -98,6 +167,9 @@ pub struct Listed {
 
 pub async fn fetch_list(state: &AppState, q: &ListQuery) -> Result<Listed, ApiError> {
     let filter = q.filter()?;
+    if filter.by_score {
+        return fetch_by_score(state, q, &filter).await;
+    }
     let limit = q.limit.unwrap_or(50).clamp(1, MAX_PAGE);
     let mut after: Option<Cursor> = match nonempty(&q.after) {
         None => None,
@@ -156,6 +228,45 @@ pub async fn fetch_list(state: &AppState, q: &ListQuery) -> Result<Listed, ApiEr
     Ok(Listed {
         reports,
         next: after.map(|c| c.to_string()),
+    })
+}
+
+/// The score order: one page, highest first, no cursor.
+async fn fetch_by_score(
+    state: &AppState,
+    q: &ListQuery,
+    filter: &ReportFilter,
+) -> Result<Listed, ApiError> {
+    if nonempty(&q.after).is_some() {
+        return Err(ApiError::BadRequest(
+            "the score order has one page only: narrow the filters instead of paging".into(),
+        ));
+    }
+    let limit = q.limit.unwrap_or(100).clamp(1, MAX_BY_SCORE);
+    let Some(subject) = nonempty(&q.subject).map(|s| s.to_lowercase()) else {
+        let page = state.store.list_reports(filter, limit, None).await?;
+        return Ok(Listed {
+            reports: page.reports,
+            next: None,
+        });
+    };
+    let page = state
+        .store
+        .list_reports(filter, SUBJECT_SCAN_BY_SCORE, None)
+        .await?;
+    let reports = page
+        .reports
+        .into_iter()
+        .filter(|r| {
+            r.subject
+                .as_deref()
+                .is_some_and(|s| s.to_lowercase().contains(&subject))
+        })
+        .take(limit as usize)
+        .collect();
+    Ok(Listed {
+        reports,
+        next: None,
     })
 }
 
@@ -289,7 +400,29 @@ pub async fn accounts(
         .iter()
         .map(|s| AccountView::of(&s.account, Some(s)))
         .collect();
-    Ok(Json(json!({"accounts": views})))
+    let limited: Vec<serde_json::Value> = limited_accounts(&state, 1000)
+        .await?
+        .into_iter()
+        .flat_map(|(account, restrictions)| {
+            restrictions.into_iter().map(move |r| {
+                json!({"account": account, "restriction": r.kind.as_str(), "until": r.until})
+            })
+        })
+        .collect();
+    Ok(Json(json!({"accounts": views, "limited": limited})))
+}
+
+/// Accounts held back by a volume limit now (prison, the daily budget),
+/// by the policy's own reading of their facts.
+pub async fn limited_accounts(
+    state: &AppState,
+    limit: usize,
+) -> Result<Vec<(String, Vec<crate::policy::history::LimitRestriction>)>, ApiError> {
+    state
+        .enforcer
+        .limited_accounts(Utc::now(), limit)
+        .await
+        .map_err(service_error)
 }
 
 pub async fn account(

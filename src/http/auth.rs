@@ -145,6 +145,9 @@ fn decoy() -> &'static UserRecord {
 pub struct Sessions {
     sessions: Mutex<HashMap<String, (Principal, Instant)>>,
     tokens: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
+    /// The outcome of a session's last form post, shown once by the page
+    /// it is redirected to (good or bad, and the text).
+    flashes: Mutex<HashMap<String, (bool, String)>>,
 }
 
 impl Sessions {
@@ -165,8 +168,34 @@ impl Sessions {
     }
 
     pub fn remove(&self, id: &str) {
-        let mut map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        map.remove(id);
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        self.flashes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+    }
+
+    /// Keep a form's outcome for the session's next page; only for a live
+    /// session, so the map never outgrows the sessions.
+    pub fn set_flash(&self, id: &str, good: bool, text: String) {
+        if self.get(id).is_none() {
+            return;
+        }
+        let mut flashes = self.flashes.lock().unwrap_or_else(|e| e.into_inner());
+        let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        flashes.retain(|k, _| sessions.contains_key(k));
+        flashes.insert(id.to_string(), (good, text));
+    }
+
+    /// The session's pending outcome, removed: it is shown once.
+    pub fn take_flash(&self, id: &str) -> Option<(bool, String)> {
+        self.flashes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id)
     }
 
     fn cached_token(&self, token: &str) -> Option<Principal> {
@@ -263,8 +292,12 @@ async fn check_bearer(state: &AppState, token: &str) -> Option<Principal> {
 
 /// The session id in a request's cookies.
 pub fn session_cookie(parts: &Parts) -> Option<String> {
-    parts
-        .headers
+    session_in(&parts.headers)
+}
+
+/// The session id in these request headers' cookies.
+pub fn session_in(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())

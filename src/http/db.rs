@@ -199,3 +199,45 @@ pub async fn score_points(
         }
     )
 }
+
+/// An account seen in the reports kept (within retention).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeenAccount {
+    pub account: String,
+    pub messages: i64,
+    pub last: DateTime<Utc>,
+}
+
+/// Accounts that sent mail since `since`, by name, at most `limit`.
+pub async fn traffic_accounts(
+    store: &Store,
+    since: DateTime<Utc>,
+    limit: u32,
+) -> Result<Vec<SeenAccount>, StoreError> {
+    let sql = "SELECT account, COUNT(*) AS n, MAX(created_at) AS last FROM reports \
+               WHERE created_at >= $1 AND account IS NOT NULL \
+               GROUP BY account ORDER BY account LIMIT $2";
+    on_pool!(
+        store,
+        sql,
+        [since.timestamp_millis(), limit as i64],
+        fetch_all,
+        "accounts in traffic",
+        |rows| {
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(SeenAccount {
+                    account: row
+                        .try_get("account")
+                        .map_err(query_err("accounts in traffic"))?,
+                    messages: row.try_get("n").map_err(query_err("accounts in traffic"))?,
+                    last: from_ms(
+                        row.try_get("last")
+                            .map_err(query_err("accounts in traffic"))?,
+                    ),
+                });
+            }
+            Ok(out)
+        }
+    )
+}

@@ -56,7 +56,14 @@ pub struct AppState {
     /// Teaches the classifier from reviewers' verdicts; without it the
     /// learn endpoints answer 500 and the report page shows no form.
     pub learner: Option<Arc<crate::learn::Learner<Store>>>,
+    /// The reject score in force (default sensitivity), shown as the line
+    /// on Mail history; the daemon reads it from the rule set, so a reload
+    /// moves it.
+    pub reject_score: Option<RejectScore>,
 }
+
+/// Where the pages read the reject score in force.
+pub type RejectScore = Arc<dyn Fn() -> f64 + Send + Sync>;
 
 impl AppState {
     pub fn new(store: Store, enforcer: Arc<StoreEnforcer>) -> AppState {
@@ -70,6 +77,7 @@ impl AppState {
             reports: None,
             spool_dir: None,
             learner: None,
+            reject_score: None,
         }
     }
 }

@@ -11,7 +11,8 @@ use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::limits::spam_read_keys;
+use super::history::LimitRestriction;
+use super::limits::{day_start, spam_read_keys};
 use super::store::{AccountRepo, EventSink, EventSinkError, PolicyStoreError, VolumeCounters};
 use super::{
     AccountFacts, Actor, Effect, EomOutcome, Event, Gate, Policy, RcptStep, Scored, SpamCounts,
@@ -153,6 +154,32 @@ impl<R: AccountRepo, C: VolumeCounters, E: EventSink> Enforcer<R, C, E> {
         Ok(AccountFacts::derive(
             account, status, &audit, unblocks, spam, period, now,
         ))
+    }
+
+    /// Accounts held back by a volume limit at `now` (prison, the daily
+    /// budget spent today), each with its restrictions and their end, as
+    /// [`AccountFacts::limit_restrictions`] derives them from the facts the
+    /// gates use. At most `limit` accounts, by name.
+    pub async fn limited_accounts(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<LimitRestriction>)>, ServiceError> {
+        let limits = self.policy().limits.clone();
+        let prison = Duration::from_std(limits.prison).unwrap_or(Duration::minutes(20));
+        let since = day_start(now, limits.day_zone).min(now - prison);
+        let mut out = Vec::new();
+        for account in self.repo.limited_since(since).await? {
+            let facts = self.facts(&account, now).await?;
+            let restrictions = facts.limit_restrictions(now, limits.day_zone);
+            if !restrictions.is_empty() {
+                out.push((account, restrictions));
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Persist effects in order; notifications go to the outbox.

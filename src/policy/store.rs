@@ -61,6 +61,12 @@ pub trait AccountRepo: Send + Sync {
         &self,
         account: &str,
     ) -> impl Future<Output = Result<Vec<UnblockRecord>, PolicyStoreError>> + Send;
+    /// Accounts with a volume-limit entry (`prison`, `daily_limit`) in the
+    /// audit log at or after `since`, by name.
+    fn limited_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<String>, PolicyStoreError>> + Send;
 }
 
 /// Volume counters shared by all relays.

@@ -390,15 +390,26 @@ macro_rules! sql_store {
                         .push_bind(rcpt.trim().to_ascii_lowercase())
                         .push(")");
                 }
-                if let Some(c) = after {
-                    qb.push(" AND (created_at, id) < (")
-                        .push_bind(c.created_at_ms)
-                        .push(", ")
-                        .push_bind(c.id.clone())
-                        .push(")");
+                if let Some(part) = &filter.account_contains {
+                    // Accounts are stored in lower case.
+                    qb.push(" AND account LIKE ")
+                        .push_bind(crate::store::model::like_contains(&part.to_lowercase()))
+                        .push(" ESCAPE '\\'");
                 }
-                qb.push(" ORDER BY created_at DESC, id DESC LIMIT ")
-                    .push_bind(i64::from(limit) + 1);
+                if filter.by_score {
+                    qb.push(" ORDER BY score DESC, created_at DESC, id DESC LIMIT ")
+                        .push_bind(i64::from(limit));
+                } else {
+                    if let Some(c) = after {
+                        qb.push(" AND (created_at, id) < (")
+                            .push_bind(c.created_at_ms)
+                            .push(", ")
+                            .push_bind(c.id.clone())
+                            .push(")");
+                    }
+                    qb.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+                        .push_bind(i64::from(limit) + 1);
+                }
                 let rows = qb
                     .build()
                     .fetch_all(&self.pool)

@@ -190,6 +190,27 @@ pub struct ReportFilter {
     pub message_id: Option<String>,
     /// An envelope recipient (case-insensitive).
     pub recipient: Option<String>,
+    /// A part of the account name (case-insensitive; `%` and `_` are
+    /// plain characters).
+    pub account_contains: Option<String>,
+    /// Highest score first (then newest) instead of newest first. This
+    /// order has no cursor: one page of at most `limit` reports.
+    pub by_score: bool,
+}
+
+/// `text` as a SQL `LIKE … ESCAPE '\'` pattern matching any value that
+/// contains it: `\`, `%` and `_` lose their special meaning.
+pub fn like_contains(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('%');
+    for c in text.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
 }
 
 /// Where a page ends: the last row's `(created_at, id)`. Pages are ordered

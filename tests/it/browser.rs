@@ -1,9 +1,12 @@
 //! End to end in headless Chromium, driven through chromedriver's WebDriver
-//! protocol on loopback: log in, find a refused message in Mail history,
-//! open its report and see the matched keyword, mark it as ham for the
-//! classifier, unblock its account from Mail abuse, and get refused on a
-//! second unblock. Screenshots of each page
-//! go to `<target>/tmp/browser-screenshots/`.
+//! protocol on loopback: log in, filter Mail history by a part of an
+//! account name and a plain date, sort it by score and see the reject
+//! line, open a report from its score and see the matched keyword, mark it
+//! as ham for the classifier, follow Mail abuse from a block to its report,
+//! see the accounts in prison or over the daily limit, unblock (a reload
+//! posts nothing again), find Unblock disabled with its reason after a
+//! relapse and Lift instead, and suspend a mailbox from Accounts.
+//! Screenshots of each page go to `<target>/tmp/browser-screenshots/`.
 //!
 //! Without chromedriver the test says so and does not run, unless
 //! `OUTSCORE_REQUIRE_BROWSER=1` (as `scripts/test` sets), which makes it fail.
@@ -20,7 +23,7 @@ use chrono::Utc;
 use outscore::http::auth::{hash_secret, UserRecord};
 use outscore::http::{db, serve_on, AppState, Role};
 use outscore::scoring::SymbolResult;
-use outscore::store::{AccountChange, AccountStatus, AccountStore, ReportStore, Store};
+use outscore::store::{AccountChange, AccountStatus, AccountStore, AuditLog, ReportStore, Store};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -191,6 +194,21 @@ impl Browser {
         panic!("{css} never appeared (at {})", self.url().await);
     }
 
+    /// Wait (at most 15 s) until the address contains `part`, e.g. after
+    /// a form is submitted to the page already shown.
+    async fn wait_url(&self, part: &str) {
+        for _ in 0..150 {
+            if self.url().await.contains(part) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "the address never contained {part} (at {})",
+            self.url().await
+        );
+    }
+
     async fn text(&self, css: &str) -> String {
         let e = self.find(css).await;
         let v = wd(
@@ -230,6 +248,28 @@ impl Browser {
             Some(json!({})),
         )
         .await;
+    }
+
+    async fn refresh(&self) {
+        wd(
+            self.driver.addr,
+            "POST",
+            &self.path("/refresh"),
+            Some(json!({})),
+        )
+        .await;
+    }
+
+    async fn attr(&self, css: &str, name: &str) -> Option<String> {
+        let e = self.find(css).await;
+        let v = wd(
+            self.driver.addr,
+            "GET",
+            &self.path(&format!("/element/{e}/attribute/{name}")),
+            None,
+        )
+        .await;
+        v.as_str().map(str::to_string)
     }
 
     async fn url(&self) -> String {
@@ -332,7 +372,7 @@ async fn browser(base: String, profile: &Path) -> Option<Browser> {
     })
 }
 
-async fn suspend(store: &Store, account: &str) {
+async fn suspend(store: &Store, account: &str, report_id: &str) {
     store
         .set_account_state(&AccountChange {
             account: account.into(),
@@ -340,8 +380,23 @@ async fn suspend(store: &Store, account: &str) {
             // Past the tier's complaint period.
             at: Utc::now() - chrono::Duration::days(2),
             tier: Some("L-SPAM20".into()),
-            report_id: None,
+            report_id: Some(report_id.into()),
             reason: Some("L-SPAM20: keyword spam run".into()),
+        })
+        .await
+        .unwrap();
+}
+
+/// A volume-limit entry in the audit log, as the policy writes it.
+async fn limit_hit(store: &Store, account: &str, action: &str) {
+    let now = Utc::now();
+    store
+        .audit(&outscore::store::AuditEntry {
+            at: now,
+            actor: "policy".into(),
+            account: Some(account.into()),
+            action: action.into(),
+            detail: json!({"until": (now + chrono::Duration::minutes(20)).to_rfc3339()}),
         })
         .await
         .unwrap();
@@ -369,6 +424,7 @@ async fn abuse_team_reviews_and_unblocks_in_chromium() {
     }];
     spam.report.message.subject = Some("Cheap VIAGRA for you".into());
     spam.content = b"From: bob@example.com\r\nTo: x@example.org\r\nSubject: Cheap VIAGRA for you\r\n\r\nOrder viagra today, no prescription.\r\n".to_vec();
+    let spam_id = spam.id.to_string();
     let mut reports = vec![spam];
     for n in 10..14 {
         let mut ham = report(
@@ -382,8 +438,30 @@ async fn abuse_team_reviews_and_unblocks_in_chromium() {
         ham.report.message.subject = Some(format!("Quarterly figures {n}"));
         reports.push(ham);
     }
+    // A message far over the line, and one just under it.
+    let mut gtube = report(
+        20,
+        "dave@shop.example.net",
+        Utc::now() - chrono::Duration::minutes(30),
+        1000.0,
+        Some("L-SPAM30"),
+    );
+    gtube.report.message.subject = Some("Test message".into());
+    reports.push(gtube);
+    let mut under = report(
+        21,
+        "bob@example.com",
+        Utc::now() - chrono::Duration::minutes(40),
+        14.2,
+        None,
+    );
+    under.action = "accept".into();
+    under.report.message.subject = Some("Invoice 2211".into());
+    reports.push(under);
     store.insert_reports(&reports).await.unwrap();
-    suspend(&store, "bob@example.com").await;
+    suspend(&store, "bob@example.com", &spam_id).await;
+    limit_hit(&store, "jail@example.com", "prison").await;
+    limit_hit(&store, "busy@example.com", "daily_limit").await;
     let salt = "browser-salt".to_string();
     db::put_user(
         &store,
@@ -401,9 +479,15 @@ async fn abuse_team_reviews_and_unblocks_in_chromium() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let stop = CancellationToken::new();
-    let enforcer = crate::support::store::default_enforcer(&store);
+    let mut directory = outscore::policy::Directory::default();
+    directory.insert(outscore::policy::AccountEntry {
+        login: "erin@example.com".into(),
+        ..Default::default()
+    });
+    let enforcer = crate::support::store::enforcer_for(&store, directory, Default::default());
     let data_dir = tempfile::tempdir().unwrap();
     let mut state = AppState::new(store.clone(), enforcer);
+    state.reject_score = Some(std::sync::Arc::new(|| 15.0));
     state.learner = Some(std::sync::Arc::new(outscore::learn::Learner::new(
         store.clone(),
         data_dir.path(),
@@ -428,20 +512,58 @@ async fn abuse_team_reviews_and_unblocks_in_chromium() {
     b.wait_for("#history").await;
     assert!(b.url().await.ends_with("/history"));
 
-    // Mail history: the refused message is there with its score.
-    assert_eq!(b.count("#history tbody tr").await, 5);
-    assert_eq!(b.count("#history tr.refused").await, 1);
+    Box::pin(history_and_report(&b, &spam_id, data_dir.path())).await;
+    Box::pin(abuse_page(&b, &store, &spam_id)).await;
+    Box::pin(chart_and_accounts(&b)).await;
+
+    b.quit().await;
+    stop.cancel();
+    let _ = server.await;
+}
+
+/// Mail history (filters, score order) and a report (learn as ham).
+async fn history_and_report(b: &Browser, spam_id: &str, data_dir: &Path) {
+    // Mail history: the refused message is there with its score, under
+    // the reject line.
+    assert_eq!(b.count("#history tbody tr").await, 7);
+    assert_eq!(b.count("#history tr.refused").await, 2);
     let row = b.text("#history tr.refused").await;
     assert!(
         row.contains("Cheap VIAGRA for you") && row.contains("11.00") && row.contains("L-SPAM20"),
         "{row}"
     );
+    assert!(b.text("#reject-line").await.contains("Refused at ≥ 15.00"));
     b.screenshot("02-mail-history").await;
 
-    // Its report: the keyword symbol and the keyword highlighted in the text.
-    b.click("#history tr.refused a").await;
+    // A part of the account name and a plain date.
+    let today = Utc::now().date_naive().to_string();
+    b.type_into("input[name=account]", "BOB").await;
+    b.type_into("input[name=since]", &today).await;
+    b.click("form.filters button[type=submit]").await;
+    b.wait_url(&format!("since={today}")).await;
+    b.wait_for("#history").await;
+    assert_eq!(b.count("#history tbody tr").await, 2);
+    b.screenshot("02b-history-account-part-and-date").await;
+
+    // Highest score first: the line between 1000 and 14.20.
+    b.go("/history?sort=score").await;
+    b.wait_for("#history").await;
+    let rows = b.text("#history tbody").await;
+    let (top, line, next) = (
+        rows.find("1000.00").unwrap(),
+        rows.find("refused at ≥ 15.00").expect("reject line row"),
+        rows.find("14.20").unwrap(),
+    );
+    assert!(top < line && line < next, "{rows}");
+    assert!(b.text("#score-order-note").await.contains("no next page"));
+    b.screenshot("02c-history-by-score").await;
+
+    // Bob's refused message opens from its score cell: the keyword symbol
+    // and the keyword highlighted in the text.
+    b.go("/history?account=bob%40example.com&exact=1").await;
+    b.click("#history tr.refused td.score a").await;
     b.wait_for("#symbols").await;
-    assert!(b.url().await.contains("/reports/"));
+    assert!(b.url().await.ends_with(&format!("/reports/{spam_id}")));
     assert!(b.text("#symbols").await.contains("KEYWORD_PHARMA"));
     let marked = b.text("#content mark").await;
     assert!(
@@ -454,7 +576,8 @@ async fn abuse_team_reviews_and_unblocks_in_chromium() {
     );
     b.screenshot("03-report").await;
 
-    // Teach the classifier: mark it as ham, with a reason, and be told so.
+    // Teach the classifier: mark it as ham, with a reason, and be told so
+    // back on the report (post-redirect-get).
     b.type_into("#learn input[name=reason]", "checked with the customer")
         .await;
     b.click("#learn button[value=ham]").await;
@@ -464,17 +587,41 @@ async fn abuse_team_reviews_and_unblocks_in_chromium() {
         flash.contains("Learned as ham") && flash.contains("spam probability"),
         "{flash}"
     );
-    assert!(data_dir
-        .path()
-        .join(outscore::classifier::MODEL_FILE)
-        .exists());
+    assert!(b.url().await.ends_with(&format!("/reports/{spam_id}")));
+    assert!(data_dir.join(outscore::classifier::MODEL_FILE).exists());
     b.screenshot("03b-learned-as-ham").await;
+}
 
-    // Mail abuse: red, bob listed; unblock him.
+/// Mail abuse: the block's report, the limits, unblock, the disabled unblock, lift.
+async fn abuse_page(b: &Browser, store: &Store, spam_id: &str) {
+    // Mail abuse: red; bob's block leads to its report; jail and busy are
+    // held back by limits, with their end.
     b.go("/abuse").await;
-    assert!(b.text("#status").await.contains("1 account is blocked"));
+    let status = b.text("#status").await;
+    assert!(
+        status.contains("1 account is blocked") && status.contains("2 accounts are held back"),
+        "{status}"
+    );
     assert!(b.text("#blocked").await.contains("bob@example.com"));
+    assert_eq!(
+        b.attr("#blocked a.report-id", "href").await.as_deref(),
+        Some(format!("/reports/{spam_id}").as_str())
+    );
+    let limited = b.text("#limited").await;
+    assert!(
+        limited.contains("jail@example.com")
+            && limited.contains("in prison")
+            && limited.contains("busy@example.com")
+            && limited.contains("daily limit reached"),
+        "{limited}"
+    );
+    assert_eq!(b.count("#blocked button[value=lift]").await, 1);
     b.screenshot("04-mail-abuse-blocked").await;
+    b.click("#blocked a.report-id").await;
+    b.wait_for("#symbols").await;
+    b.go("/abuse").await;
+
+    // Unblock: back on Mail abuse with the outcome; a reload posts nothing.
     b.click("#blocked button[value=unblock]").await;
     b.wait_for("#flash").await;
     assert!(
@@ -482,21 +629,40 @@ async fn abuse_team_reviews_and_unblocks_in_chromium() {
         "{}",
         b.text("#flash").await
     );
+    assert!(b.url().await.ends_with("/abuse"));
     assert!(b.text("#status").await.contains("No account is blocked"));
     b.screenshot("05-unblocked").await;
-
-    // He relapses and is blocked again: a second unblock is refused, saying why.
-    suspend(&store, "bob@example.com").await;
-    b.go("/abuse").await;
-    b.click("#blocked button[value=unblock]").await;
-    b.wait_for("#flash").await;
-    let flash = b.text("#flash").await;
-    assert!(
-        flash.contains("refused") && flash.contains("once every 90 days"),
-        "{flash}"
+    b.refresh().await;
+    b.wait_for("#status").await;
+    assert_eq!(
+        b.count("#flash").await,
+        0,
+        "the reload showed the outcome again"
     );
-    assert!(b.text("#blocked").await.contains("bob@example.com"));
-    b.screenshot("06-second-unblock-refused").await;
+
+    // He relapses: Unblock is disabled and says why; Lift instead.
+    suspend(store, "bob@example.com", spam_id).await;
+    b.go("/abuse").await;
+    assert_eq!(b.count("#blocked button[value=unblock]").await, 0);
+    assert!(b
+        .attr("#blocked button.unblock", "disabled")
+        .await
+        .is_some());
+    let why = b.text("#blocked .why").await;
+    assert!(
+        why.contains("90-day rule") && why.contains("not again before"),
+        "{why}"
+    );
+    b.screenshot("06-unblock-disabled").await;
+    b.type_into(
+        "#blocked form[action$='/lift'] input[name=reason]",
+        "customer cleaned the PC",
+    )
+    .await;
+    b.click("#blocked button[value=lift]").await;
+    b.wait_for("#flash").await;
+    assert!(b.text("#flash").await.contains("lift done"));
+    b.screenshot("06b-lifted").await;
     assert_eq!(
         store
             .account_state("bob@example.com")
@@ -504,18 +670,37 @@ async fn abuse_team_reviews_and_unblocks_in_chromium() {
             .unwrap()
             .unwrap()
             .status,
-        AccountStatus::Suspended
+        AccountStatus::Active
     );
+}
 
-    // The chart and the accounts list render.
+/// The chart, and Accounts: every mailbox, and a suspension.
+async fn chart_and_accounts(b: &Browser) {
+    // The chart renders.
     b.go("/chart").await;
     assert_eq!(b.count("svg polyline").await, 1);
     b.screenshot("07-chart").await;
-    b.go("/accounts").await;
-    assert!(b.text("#accounts").await.contains("SMTP suspended"));
-    b.screenshot("08-accounts").await;
 
-    b.quit().await;
-    stop.cancel();
-    let _ = server.await;
+    // Accounts: every mailbox (directory, traffic, limits); suspend carol.
+    b.go("/accounts").await;
+    let all = b.text("#accounts").await;
+    for account in [
+        "erin@example.com",
+        "carol@example.com",
+        "dave@shop.example.net",
+        "jail@example.com",
+    ] {
+        assert!(all.contains(account), "{account} missing: {all}");
+    }
+    b.screenshot("08-accounts").await;
+    let carol = "form[action='/accounts/carol@example.com/suspend']";
+    b.type_into(&format!("{carol} input[name=reason]"), "phishing run")
+        .await;
+    b.click(&format!("{carol} option[value=L-SPAM40]")).await;
+    b.click(&format!("{carol} button")).await;
+    b.wait_for("#flash").await;
+    assert!(b.text("#flash").await.contains("suspend done"));
+    assert!(b.url().await.ends_with("/accounts"));
+    assert!(b.text("#accounts tr.blocked").await.contains("L-SPAM40"));
+    b.screenshot("09-accounts-suspended").await;
 }

@@ -6,7 +6,7 @@
 //! policy enforcer: the pipeline sharing it sees an unblock at the next
 //! MAIL FROM, and the customer notification reaches a loopback webhook.
 
-use crate::support::http::{form, page, send, SAME_HOST, SAME_ORIGIN};
+use crate::support::http::{form, form_then_get, page, send, SAME_HOST, SAME_ORIGIN};
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -47,6 +47,9 @@ both_backends!(
     pages_log_in_list_open_and_unblock,
     stats_count_per_hour,
     a_skipped_scan_is_shown_with_its_cause,
+    abuse_page_links_reports_offers_lift_and_shows_limits,
+    accounts_page_lists_every_mailbox_and_suspends,
+    history_takes_dates_account_parts_and_score_order,
 );
 
 const ABUSE: &str = "alice:abuse-secret";
@@ -1207,7 +1210,10 @@ async fn pages_log_in_list_open_and_unblock(store: &Store) {
     // Mail history: Spam Score column, the refused message, escaped subject.
     let (status, html) = page(&app, "/history", &cookie).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(html.contains("<th>Spam Score</th>"), "{html}");
+    assert!(
+        html.contains("title=\"highest score first\">Spam Score</a></th>"),
+        "{html}"
+    );
     assert!(html.contains("<tr class=\"refused\">"));
     assert!(html.contains(&format!("href=\"/reports/{id}\"")));
     assert!(
@@ -1273,8 +1279,8 @@ async fn pages_log_in_list_open_and_unblock(store: &Store) {
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    // Unblock from the page, then get refused the second time, with the why.
-    let (status, html) = form(
+    // Unblock from the page: a 303 back to Mail abuse, which says so once.
+    let (to, html) = form_then_get(
         &app,
         unblock,
         &cookie,
@@ -1282,11 +1288,15 @@ async fn pages_log_in_list_open_and_unblock(store: &Store) {
         Some("http://127.0.0.1:7523"),
     )
     .await;
-    assert_eq!(status, StatusCode::OK, "{html}");
+    assert_eq!(to, "/abuse");
     assert!(
         html.contains("flash good") && html.contains("No account is blocked"),
         "{html}"
     );
+    let (_, html) = page(&app, "/abuse", &cookie).await;
+    assert!(!html.contains("id=\"flash\""), "a reload shows no outcome");
+    // Blocked again: Unblock is disabled, saying why; a post anyway is
+    // refused with the why.
     block(
         store,
         "bob@example.com",
@@ -1296,8 +1306,13 @@ async fn pages_log_in_list_open_and_unblock(store: &Store) {
     .await;
     let (_, html) = page(&app, "/abuse", &cookie).await;
     assert!(html.contains("Self-service unblock not possible"), "{html}");
-    let (status, html) = form(&app, unblock, &cookie, "reason=again&back=%2Fabuse", None).await;
-    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(html.contains("90-day rule: unblocked on"), "{html}");
+    assert!(
+        html.contains("disabled title=\"account bob@example.com was unblocked on"),
+        "{html}"
+    );
+    assert!(!html.contains("action=\"/accounts/bob@example.com/unblock\""));
+    let (_, html) = form_then_get(&app, unblock, &cookie, "reason=again&back=%2Fabuse", None).await;
     assert!(
         html.contains("flash bad") && html.contains("once every 90 days"),
         "{html}"
@@ -1495,4 +1510,299 @@ async fn a_skipped_scan_is_shown_with_its_cause(store: &Store) {
     );
     let v = get_json(&app, &format!("/api/v1/reports/{}", ids.1), ABUSE).await;
     assert_eq!(v["report"]["report"].get("skipped"), None);
+}
+
+/// A volume-limit entry in the audit log, as the policy writes it.
+async fn limit_hit(store: &Store, account: &str, action: &str, at: chrono::DateTime<Utc>) {
+    use outscore::store::AuditEntry;
+    let detail = if action == "prison" {
+        json!({"until": (at + Duration::minutes(20)).to_rfc3339()})
+    } else {
+        json!({"external_rcpts": 100})
+    };
+    store
+        .audit(&AuditEntry {
+            at,
+            actor: "policy".into(),
+            account: Some(account.into()),
+            action: action.into(),
+            detail,
+        })
+        .await
+        .unwrap();
+}
+
+async fn abuse_page_links_reports_offers_lift_and_shows_limits(store: &Store) {
+    let app = setup(store).await;
+    let (id, _) = seed(store).await;
+    store
+        .set_account_state(&AccountChange {
+            account: "bob@example.com".into(),
+            status: AccountStatus::Suspended,
+            at: Utc::now() - Duration::days(4),
+            tier: Some("L-SPAM40".into()),
+            report_id: Some(id.clone()),
+            reason: Some("L-SPAM40 mass mailing".into()),
+        })
+        .await
+        .unwrap();
+    let now = Utc::now();
+    limit_hit(
+        store,
+        "jail@example.com",
+        "prison",
+        now - Duration::minutes(5),
+    )
+    .await;
+    limit_hit(store, "old@example.com", "prison", now - Duration::hours(2)).await;
+    limit_hit(store, "busy@example.com", "daily_limit", now).await;
+    let cookie = login(&app, "alice", "abuse-secret").await.unwrap();
+    let (_, html) = page(&app, "/abuse", &cookie).await;
+    // The block links to the report that caused it.
+    assert!(html.contains(&format!("href=\"/reports/{id}\"")), "{html}");
+    // L-SPAM40: Unblock disabled with the reason; Lift offered.
+    assert!(
+        html.contains("Self-service unblock not possible: L-SPAM40 is mass abuse: abuse team only"),
+        "{html}"
+    );
+    assert!(
+        html.contains("disabled title=\"L-SPAM40 is mass abuse"),
+        "{html}"
+    );
+    assert!(
+        html.contains("action=\"/accounts/bob@example.com/lift\""),
+        "{html}"
+    );
+    // Prison (until its end) and today's daily limit (until midnight UTC,
+    // the default day), but not a prison that is over.
+    let prison_end = (now + Duration::minutes(15))
+        .format("%Y-%m-%d %H:%M UTC")
+        .to_string();
+    let midnight = (now.date_naive() + chrono::Days::new(1))
+        .format("%Y-%m-%d 00:00 UTC")
+        .to_string();
+    assert!(
+        html.contains("2 accounts are held back by a volume limit"),
+        "{html}"
+    );
+    let limited = &html[html.find("id=\"limited\"").expect("limited table")..];
+    let jail = &limited[limited.find("jail@example.com").unwrap()..];
+    assert!(
+        jail.contains("in prison (rate limit)")
+            && jail.get(..400).unwrap_or(jail).contains(&prison_end),
+        "{jail}"
+    );
+    let busy = &limited[limited.find("busy@example.com").unwrap()..];
+    assert!(
+        busy.contains("daily limit reached") && busy.get(..400).unwrap_or(busy).contains(&midnight),
+        "{busy}"
+    );
+    assert!(!html.contains("old@example.com"));
+    // The same in the API.
+    let v = get_json(&app, "/api/v1/accounts", VIEWER).await;
+    assert_eq!(v["limited"].as_array().unwrap().len(), 2, "{v}");
+    // The viewer sees it all, without a form.
+    let viewer = login(&app, "victor", "viewer-secret").await.unwrap();
+    let (_, html) = page(&app, "/abuse", &viewer).await;
+    assert!(html.contains("jail@example.com") && html.contains("abuse team only"));
+    assert!(!html.contains("<form method=\"post\" action=\"/accounts/"));
+    let (status, _) = form(
+        &app,
+        "/accounts/bob%40example.com/lift",
+        &viewer,
+        "reason=x",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Lift: 303 back to Mail abuse, the outcome once, the account active.
+    let (to, html) = form_then_get(
+        &app,
+        "/accounts/bob%40example.com/lift",
+        &cookie,
+        "reason=spoke+with+the+customer&back=%2Fabuse",
+        None,
+    )
+    .await;
+    assert_eq!(to, "/abuse");
+    assert!(
+        html.contains("flash good") && html.contains("lift done"),
+        "{html}"
+    );
+    assert!(!html.contains("id=\"blocked\""), "{html}");
+    let (_, again) = page(&app, "/abuse", &cookie).await;
+    assert!(!again.contains("id=\"flash\""));
+    // A lift without a reason is refused, said on the page.
+    block(
+        store,
+        "bob@example.com",
+        AccountStatus::Suspended,
+        "L-SPAM20",
+    )
+    .await;
+    let (_, html) = form_then_get(
+        &app,
+        "/accounts/bob%40example.com/lift",
+        &cookie,
+        "reason=",
+        None,
+    )
+    .await;
+    assert!(
+        html.contains("flash bad") && html.contains("a reason is required"),
+        "{html}"
+    );
+}
+
+async fn accounts_page_lists_every_mailbox_and_suspends(store: &Store) {
+    let app = setup(store).await;
+    seed(store).await;
+    limit_hit(store, "jail@example.com", "prison", Utc::now()).await;
+    let cookie = login(&app, "alice", "abuse-secret").await.unwrap();
+    let (_, html) = page(&app, "/accounts", &cookie).await;
+    // bob from the directory (and traffic), carol from traffic only, jail
+    // from the limit: every one listed, with suspend for the active ones.
+    for account in ["bob@example.com", "carol@example.com", "jail@example.com"] {
+        assert!(
+            html.contains(&format!("action=\"/accounts/{account}/suspend\"")),
+            "{account}: {html}"
+        );
+    }
+    assert!(
+        html.contains(">directory, traffic<") && html.contains(">traffic<"),
+        "{html}"
+    );
+    assert!(html.contains("in prison (rate limit)"), "{html}");
+    assert!(html.contains("<option value=\"L-SPAM40\">"));
+    let (_, filtered) = page(&app, "/accounts?q=caro", &cookie).await;
+    assert!(filtered.contains("carol@example.com") && !filtered.contains("bob@example.com"));
+    // Suspend carol under L-SPAM40: 303 back to Accounts.
+    let (to, html) = form_then_get(
+        &app,
+        "/accounts/carol%40example.com/suspend",
+        &cookie,
+        "reason=phishing+run&tier=L-SPAM40&back=%2Faccounts",
+        None,
+    )
+    .await;
+    assert_eq!(to, "/accounts");
+    assert!(
+        html.contains("flash good") && html.contains("suspend done"),
+        "{html}"
+    );
+    let state = store
+        .account_state("carol@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(state.status, AccountStatus::Suspended);
+    assert_eq!(state.tier.as_deref(), Some("L-SPAM40"));
+    assert!(
+        html.contains("action=\"/accounts/carol@example.com/lift\""),
+        "{html}"
+    );
+    // The viewer sees the list without actions.
+    let viewer = login(&app, "victor", "viewer-secret").await.unwrap();
+    let (_, html) = page(&app, "/accounts", &viewer).await;
+    assert!(html.contains("carol@example.com") && !html.contains("/suspend\""));
+}
+
+async fn history_takes_dates_account_parts_and_score_order(store: &Store) {
+    let mut state = state(store);
+    state.reject_score = Some(Arc::new(|| 15.0));
+    let app = setup_with(store, state).await;
+    let (id, _) = seed(store).await;
+    let mut odd = vec![
+        ham(30, "a_b@example.com"),
+        ham(31, "axb@example.com"),
+        ham(32, "100%@example.com"),
+    ];
+    odd[0].report.score = 3.0;
+    store.insert_reports(&odd).await.unwrap();
+    let cookie = login(&app, "alice", "abuse-secret").await.unwrap();
+    let count = |html: &str| html.matches("title=\"open the score report\"").count();
+    // A part of the account name; LIKE's wildcards are plain characters.
+    let (_, html) = page(&app, "/history?account=CAROL", &cookie).await;
+    assert_eq!(count(&html), 6, "{html}");
+    let (_, html) = page(&app, "/history?account=a_b", &cookie).await;
+    assert_eq!(count(&html), 1, "{html}");
+    let (_, html) = page(&app, "/history?account=%25", &cookie).await;
+    assert_eq!(count(&html), 1, "{html}");
+    let (_, html) = page(&app, "/history?account=example.com&exact=1", &cookie).await;
+    assert_eq!(count(&html), 0, "exact wants the whole name");
+    let (_, html) = page(&app, "/history?account=bob%40example.com&exact=1", &cookie).await;
+    assert_eq!(count(&html), 1);
+    // Plain dates and datetimes.
+    let today = Utc::now().date_naive();
+    let tomorrow = today + chrono::Days::new(1);
+    let (_, html) = page(&app, &format!("/history?since={tomorrow}"), &cookie).await;
+    assert!(html.contains("No messages match."), "{html}");
+    let (_, html) = page(
+        &app,
+        &format!(
+            "/history?since={}&until={}",
+            today - chrono::Days::new(1),
+            today
+        ),
+        &cookie,
+    )
+    .await;
+    assert_eq!(count(&html), 10, "until a date includes that day: {html}");
+    let an_hour_ago = (Utc::now() - Duration::minutes(45)).format("%Y-%m-%d %H:%M");
+    let (_, html) = page(
+        &app,
+        &format!("/history?until={}", url(&an_hour_ago.to_string())),
+        &cookie,
+    )
+    .await;
+    assert_eq!(count(&html), 1, "only the spam of an hour ago: {html}");
+    let (status, html) = page(&app, "/history?since=yesterday", &cookie).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(html.contains("a date like 2026-12-01"), "{html}");
+    // Newest first by default; highest score first on request, with the
+    // reject line, no next page, and the score cell opening the report.
+    let (_, html) = page(&app, "/history", &cookie).await;
+    assert!(
+        html.contains("Refused at ≥ <strong>15.00</strong>"),
+        "{html}"
+    );
+    assert!(html.find("Meeting notes 10").unwrap() < html.find("Cheap VIAGRA").unwrap());
+    let (_, html) = page(&app, "/history?sort=score&limit=3", &cookie).await;
+    assert_eq!(count(&html), 3, "{html}");
+    let first = html.find("title=\"open the score report\"").unwrap();
+    assert!(
+        html[..first].contains(&format!("href=\"/reports/{id}\"")),
+        "{html}"
+    );
+    assert!(
+        html[first..].starts_with("title=\"open the score report\">9.50<"),
+        "{html}"
+    );
+    assert!(
+        !html.contains("class=\"reject-line\""),
+        "no score at or above the line"
+    );
+    assert!(html.contains("this order has no next page") && !html.contains("Older messages"));
+    // Scores above the line: the line row sits between 16 and 9.5.
+    let mut high = spam(40, "dave@example.com", 0);
+    high.report.score = 16.0;
+    store.insert_reports(&[high]).await.unwrap();
+    let (_, html) = page(&app, "/history?sort=score", &cookie).await;
+    let line = html
+        .find("class=\"reject-line\"")
+        .expect("reject line shown");
+    assert!(html.find(">16.00<").unwrap() < line && line < html.find(">9.50<").unwrap());
+    // The API: the same filters; the score order has no cursor.
+    let v = get_json(&app, "/api/v1/reports?sort=score&limit=2", VIEWER).await;
+    assert_eq!(v["reports"][0]["score"], 16.0);
+    assert!(v["next"].is_null());
+    let req = Request::get("/api/v1/reports?sort=score&after=1.0000000000000001")
+        .header(header::AUTHORIZATION, format!("Bearer {VIEWER}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&app, req).await.0, StatusCode::BAD_REQUEST);
+}
+
+fn url(s: &str) -> String {
+    s.replace(' ', "%20").replace(':', "%3A")
 }

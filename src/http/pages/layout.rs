@@ -21,7 +21,14 @@ th{background:#eceff1}tr.refused td{background:#fff3f3}.score{font-weight:bold;t
 .flash{padding:.7em;margin:1em 0;border:1px solid #999}\
 .flash.bad{background:#ffebee;border-color:#c62828}.flash.good{background:#e8f5e9;border-color:#2e7d32}\
 mark{background:#ffeb3b;font-weight:bold}pre{white-space:pre-wrap;background:#fafafa;padding:.7em;border:1px solid #ddd}\
-form.filters input,form.filters select{width:9em}.muted{color:#777}";
+form.filters input{width:9em}form.filters select{width:auto}.nowrap{white-space:nowrap}form.filters input.check{width:auto}.muted{color:#777}\
+.warn{background:#fff8e1;border:2px solid #f9a825;color:#6d4c00;padding:1em;margin:1em 0}\
+caption{caption-side:top;text-align:left;padding:.4em 0;color:#444}\
+tr.reject-line td{background:#c62828;color:#fff;font-size:.85em;padding:.1em .5em;text-align:center}\
+td.score a{color:inherit}td.num{text-align:right}a.report-id{font-family:monospace}\
+form.action{display:inline-block;margin:0 .4em .3em 0}form.action input[name=reason]{width:11em}\
+button[disabled]{color:#999;cursor:not-allowed}.why{color:#8d4b00;font-size:.9em;margin-top:.2em}\
+td.limit,div.limit{color:#8d4b00}#accounts form.action input[name=reason]{width:8em}h2{font-size:1.2em;margin-top:1.4em}";
 
 /// A whole page: `title` as heading, the navigation for a logged-in `who`.
 pub fn layout(title: &str, who: Option<&Principal>, body: Markup) -> Markup {

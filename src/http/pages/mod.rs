@@ -11,9 +11,14 @@ mod layout;
 mod login;
 mod reports;
 
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
-use axum::response::Redirect;
+use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{DateTime, Utc};
+
+use crate::http::auth::session_in;
+use crate::http::AppState;
 
 pub use abuse::abuse;
 pub use accounts::{account_action, accounts};
@@ -48,6 +53,33 @@ fn cross_site(headers: &HeaderMap) -> bool {
         .next()
         .unwrap_or("");
     host.is_empty() || origin_host != host
+}
+
+/// The outcome of the session's last form post, taken (shown once) by the
+/// page it was redirected to.
+pub struct Flashed(pub Option<(bool, String)>);
+
+impl FromRequestParts<AppState> for Flashed {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Flashed(
+            session_in(&parts.headers).and_then(|id| state.sessions.take_flash(&id)),
+        ))
+    }
+}
+
+/// Post-redirect-get: keep a form's outcome for the session and answer
+/// `303 See Other` to `to`, so reloading the page shows it and never posts
+/// the form again.
+fn done(state: &AppState, headers: &HeaderMap, to: &str, good: bool, text: String) -> Response {
+    if let Some(id) = session_in(headers) {
+        state.sessions.set_flash(&id, good, text);
+    }
+    Redirect::to(to).into_response()
 }
 
 /// A time as every page shows it.
@@ -112,9 +144,15 @@ mod tests {
             subject: Some(HOSTILE.into()),
             ..ListQuery::default()
         };
-        let html = layout("Mail history", Some(&abuse()), history_body(&q, &listed)).into_string();
-        // The filter value, account, subject, tier and the user in the nav.
-        assert_escaped(&html, 5);
+        let html = layout(
+            "Mail history",
+            Some(&abuse()),
+            history_body(&q, &listed, Some(15.0), Some((false, HOSTILE.into()))),
+        )
+        .into_string();
+        // The flash, the filter value, account, subject, tier and the user
+        // in the nav.
+        assert_escaped(&html, 6);
         assert!(html.contains("<tr class=\"refused\">"), "{html}");
     }
 

@@ -16,7 +16,7 @@ use crate::http::text::{evidence_terms, highlight, readable, url_enc};
 use crate::http::{ApiError, AppState};
 
 use super::layout::{cross_site_refused, error_page, flash, page};
-use super::{cross_site, time};
+use super::{cross_site, done, time, Flashed};
 
 fn input(name: &str, label: &str, value: &Option<String>) -> Markup {
     html! {
@@ -24,11 +24,13 @@ fn input(name: &str, label: &str, value: &Option<String>) -> Markup {
     }
 }
 
-/// The query string of the next page of the same filter.
-fn history_query(q: &ListQuery, after: &str) -> String {
+/// The query string of the same filter, with `extra` pairs (the next
+/// page's cursor, another order).
+pub(super) fn history_query(q: &ListQuery, extra: &[(&str, &str)]) -> String {
     let mut parts = Vec::new();
     for (k, v) in [
         ("account", &q.account),
+        ("exact", &q.exact),
         ("since", &q.since),
         ("until", &q.until),
         ("tier", &q.tier),
@@ -37,49 +39,102 @@ fn history_query(q: &ListQuery, after: &str) -> String {
         ("max_score", &q.max_score),
         ("recipient", &q.recipient),
         ("subject", &q.subject),
+        ("sort", &q.sort),
     ] {
+        if extra.iter().any(|(e, _)| *e == k) {
+            continue;
+        }
         if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
             parts.push(format!("{k}={}", url_enc(v)));
         }
     }
-    parts.push(format!("after={}", url_enc(after)));
+    for (k, v) in extra {
+        parts.push(format!("{k}={}", url_enc(v)));
+    }
     parts.join("&")
+}
+
+/// Mail history of exactly this account.
+pub(super) fn account_history(account: &str) -> String {
+    format!("/history?account={}&exact=1", url_enc(account))
 }
 
 fn report_row(r: &ReportSummary) -> Markup {
     let subject = r.subject.as_deref().filter(|s| !s.is_empty());
+    let href = format!("/reports/{}", r.id.as_str());
     html! {
         tr class=[(r.action != "accept").then_some("refused")] {
-            td { (time(&r.created_at)) }
-            td { (r.account.as_deref().unwrap_or_default()) }
+            td class="nowrap" { (time(&r.created_at)) }
             td {
-                a href={ "/reports/" (r.id.as_str()) } {
-                    (subject.unwrap_or("(no subject)"))
+                @if let Some(account) = &r.account {
+                    a href=(account_history(account)) { (account) }
                 }
             }
-            td class="score" { (format!("{:.2}", r.score)) }
-            td { (r.tier.as_deref().unwrap_or_default()) }
+            td { a href=(href) { (subject.unwrap_or("(no subject)")) } }
+            td class="score" { a href=(href) title="open the score report" { (format!("{:.2}", r.score)) } }
+            td class="nowrap" { (r.tier.as_deref().unwrap_or_default()) }
             td { (r.action) }
             td { (r.rcpt_count) }
         }
     }
 }
 
-/// The Mail history page's content: the filter form, the list and the
-/// link to older messages.
-pub(super) fn history_body(q: &ListQuery, listed: &Listed) -> Markup {
+/// The row drawn where the score order crosses the reject score.
+fn reject_line(reject: f64) -> Markup {
     html! {
+        tr class="reject-line" {
+            td colspan="7" { "▲ refused at ≥ " (format!("{reject:.2}")) " ▼ below the reject score" }
+        }
+    }
+}
+
+/// The Mail history page's content: the filter form, the list and the
+/// link to older messages. `reject` is the reject score in force.
+pub(super) fn history_body(
+    q: &ListQuery,
+    listed: &Listed,
+    reject: Option<f64>,
+    flashed: Option<(bool, String)>,
+) -> Markup {
+    let by_score = q.by_score().unwrap_or(false);
+    // In the score order, the line goes before the first row below it.
+    let line_before = reject.filter(|_| by_score).map(|reject| {
+        listed
+            .reports
+            .iter()
+            .position(|r| r.score < reject)
+            .unwrap_or(listed.reports.len())
+    });
+    html! {
+        @if let Some((good, text)) = &flashed { (flash(*good, text)) }
         form class="filters" method="get" action="/history" {
             p {
-                (input("account", "Account", &q.account))
+                (input("account", "Account (or part)", &q.account))
+                label title="the whole account name, not a part" {
+                    input type="checkbox" name="exact" value="1" checked[q.exact()] class="check";
+                    " exact"
+                } " "
                 (input("subject", "Subject", &q.subject))
                 (input("recipient", "Recipient", &q.recipient))
                 (input("tier", "Tier", &q.tier))
                 (input("action", "Action", &q.action))
+            }
+            p {
                 (input("min_score", "Score ≥", &q.min_score))
                 (input("max_score", "Score ≤", &q.max_score))
-                (input("since", "Since (RFC 3339)", &q.since))
-                (input("until", "Until", &q.until))
+                label title="a date (2026-12-01) or a UTC time (2026-12-01 14:30)" {
+                    "Since " input name="since" placeholder="2026-12-01" value=(q.since.as_deref().unwrap_or_default());
+                } " "
+                label title="a date (included whole) or a UTC time (excluded)" {
+                    "Until " input name="until" placeholder="2026-12-01 18:00" value=(q.until.as_deref().unwrap_or_default());
+                } " "
+                label {
+                    "Order "
+                    select name="sort" {
+                        option value="time" selected[!by_score] { "newest first" }
+                        option value="score" selected[by_score] { "highest score first" }
+                    }
+                } " "
                 button type="submit" { "Filter" } " "
                 a href="/history" { "clear" }
             }
@@ -88,19 +143,41 @@ pub(super) fn history_body(q: &ListQuery, listed: &Listed) -> Markup {
             p { "No messages match." }
         } @else {
             table id="history" {
+                @if let Some(reject) = reject {
+                    caption id="reject-line" {
+                        "Refused at ≥ " strong { (format!("{reject:.2}")) }
+                        " (the reject score in force at default sensitivity; an account or domain set to high or low sensitivity has its own line). Refused messages are tinted."
+                    }
+                }
                 thead {
                     tr {
-                        th { "Time" } th { "Account" } th { "Subject" } th { "Spam Score" }
+                        th { "Time" } th { "Account" } th { "Subject" }
+                        th {
+                            @if by_score {
+                                a href={ "/history?" (history_query(q, &[("sort", "time")])) } title="newest first" { "Spam Score ▼" }
+                            } @else {
+                                a href={ "/history?" (history_query(q, &[("sort", "score")])) } title="highest score first" { "Spam Score" }
+                            }
+                        }
                         th { "Tier" } th { "Action" } th { "Rcpts" }
                     }
                 }
                 tbody {
-                    @for r in &listed.reports { (report_row(r)) }
+                    @for (i, r) in listed.reports.iter().enumerate() {
+                        @if line_before == Some(i) && i > 0 { (reject_line(reject.unwrap_or_default())) }
+                        (report_row(r))
+                    }
                 }
             }
         }
+        @if by_score && !listed.reports.is_empty() {
+            p class="muted" id="score-order-note" {
+                "Highest scores first: the top " (listed.reports.len()) " matching messages on one page"
+                " (at most " (api::MAX_BY_SCORE) "; this order has no next page). Narrow the account, dates or score to see others."
+            }
+        }
         @if let Some(next) = &listed.next {
-            p { a href={ "/history?" (history_query(q, next)) } { "Older messages →" } }
+            p { a href={ "/history?" (history_query(q, &[("after", next)])) } { "Older messages →" } }
         }
     }
 }
@@ -108,14 +185,30 @@ pub(super) fn history_body(q: &ListQuery, listed: &Listed) -> Markup {
 pub async fn history(
     State(state): State<AppState>,
     who: Principal,
+    Flashed(flashed): Flashed,
     Query(q): Query<ListQuery>,
 ) -> Response {
+    let reject = state.reject_score.as_ref().map(|f| f());
     match api::fetch_list(&state, &q).await {
         Ok(listed) => page(
             StatusCode::OK,
             "Mail history",
             Some(&who),
-            history_body(&q, &listed),
+            history_body(&q, &listed, reject, flashed),
+        ),
+        Err(ApiError::BadRequest(m)) => page(
+            StatusCode::BAD_REQUEST,
+            "Mail history",
+            Some(&who),
+            history_body(
+                &q,
+                &Listed {
+                    reports: Vec::new(),
+                    next: None,
+                },
+                reject,
+                Some((false, m)),
+            ),
         ),
         Err(e) => error_page(&who, e),
     }
@@ -249,7 +342,7 @@ pub(super) fn report_body(detail: &Detail, who: &Principal, learn: Markup) -> Ma
         }
         @if let Some(account) = &r.account {
             p {
-                a href={ "/history?account=" (url_enc(account)) } {
+                a href=(account_history(account)) {
                     "Other messages of this account"
                 }
             }
@@ -260,6 +353,7 @@ pub(super) fn report_body(detail: &Detail, who: &Principal, learn: Markup) -> Ma
 pub async fn report(
     State(state): State<AppState>,
     who: Principal,
+    Flashed(flashed): Flashed,
     Path(id): Path<String>,
 ) -> Response {
     let detail = match api::fetch_detail(&state, &who, &id).await {
@@ -267,12 +361,11 @@ pub async fn report(
         Err(e) => return error_page(&who, e),
     };
     let learn = learn_section(&state, &who, &detail.record.id).await;
-    page(
-        StatusCode::OK,
-        "Score report",
-        Some(&who),
-        report_body(&detail, &who, learn),
-    )
+    let body = html! {
+        @if let Some((good, text)) = &flashed { (flash(*good, text)) }
+        (report_body(&detail, &who, learn))
+    };
+    page(StatusCode::OK, "Score report", Some(&who), body)
 }
 
 /// The report page's classifier section: what was learned from this
@@ -303,7 +396,8 @@ async fn learn_section(state: &AppState, who: &Principal, id: &ReportId) -> Mark
     }
 }
 
-/// `POST /reports/{id}/learn` from the report page's form.
+/// `POST /reports/{id}/learn` from the report page's form: learn, then
+/// back to the report (303) with the outcome.
 pub async fn learn(
     State(state): State<AppState>,
     who: Principal,
@@ -314,26 +408,18 @@ pub async fn learn(
     if cross_site(&headers) {
         return cross_site_refused("Refused", Some(&who));
     }
-    let (status, good, text) = match learn::learn(&state, &who, &id, &body).await {
-        Ok(l) => (StatusCode::OK, true, learn::learned_text(&l)),
-        Err(Refusal::Api(ApiError::Refused { message, .. })) => (
-            StatusCode::CONFLICT,
-            false,
-            format!("Not learned: {message}."),
-        ),
-        Err(Refusal::Api(ApiError::BadRequest(m))) => {
-            (StatusCode::BAD_REQUEST, false, format!("Not learned: {m}."))
+    let (good, text) = match learn::learn(&state, &who, &id, &body).await {
+        Ok(l) => (true, learn::learned_text(&l)),
+        Err(Refusal::Api(ApiError::Refused { message, .. })) => {
+            (false, format!("Not learned: {message}."))
         }
+        Err(Refusal::Api(ApiError::BadRequest(m))) => (false, format!("Not learned: {m}.")),
         Err(Refusal::Api(e)) => return error_page(&who, e),
-        Err(Refusal::Internal(m)) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            false,
-            format!("Not learned: {m}."),
-        ),
+        Err(Refusal::Internal(m)) => (false, format!("Not learned: {m}.")),
     };
-    let body = html! {
-        (flash(good, &text))
-        p { a href={ "/reports/" (id) } { "Back to the report" } }
+    let to = match id.parse::<ReportId>() {
+        Ok(id) => format!("/reports/{}", id.as_str()),
+        Err(_) => "/history".to_string(),
     };
-    page(status, "Teach the classifier", Some(&who), body)
+    done(&state, &headers, &to, good, text)
 }

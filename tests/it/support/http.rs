@@ -49,3 +49,27 @@ pub async fn form(
     let (s, _, b) = send(app, req.body(Body::from(body.to_string())).unwrap()).await;
     (s, b)
 }
+
+/// A form posted the post-redirect-get way: the POST must answer `303 See
+/// Other`; returns where it leads and that page (showing the outcome once).
+pub async fn form_then_get(
+    app: &Router,
+    uri: &str,
+    cookie: &str,
+    body: &str,
+    origin: Option<&str>,
+) -> (String, String) {
+    let mut req = Request::builder()
+        .method(Method::POST)
+        .uri(uri)
+        .header(header::COOKIE, cookie)
+        .header(header::HOST, SAME_HOST)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    req = req.header(header::ORIGIN, origin.unwrap_or(SAME_ORIGIN));
+    let (s, headers, b) = send(app, req.body(Body::from(body.to_string())).unwrap()).await;
+    assert_eq!(s, StatusCode::SEE_OTHER, "POST {uri} did not redirect: {b}");
+    let to = headers[header::LOCATION].to_str().unwrap().to_string();
+    let (s, html) = page(app, &to, cookie).await;
+    assert_eq!(s, StatusCode::OK, "GET {to} after POST {uri}: {html}");
+    (to, html)
+}
