@@ -325,6 +325,30 @@ mod tests {
     }
 
     #[test]
+    fn a_duplicate_key_in_symbols_toml_is_one_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let builtin = crate::scoring::scores::BUILTIN
+            .iter()
+            .find(|(n, _)| *n == "symbols.toml")
+            .unwrap()
+            .1;
+        let first = builtin.lines().position(|l| l.starts_with('[')).unwrap();
+        let lines: Vec<&str> = builtin.lines().collect();
+        let end = (first + 1..lines.len())
+            .find(|&i| lines[i].starts_with('['))
+            .unwrap();
+        // The first table once more at the end: TOML refuses the file.
+        let text = format!("{builtin}\n{}\n", lines[first..end].join("\n"));
+        std::fs::write(dir.path().join("symbols.toml"), text).unwrap();
+        let mut config = Config::default();
+        config.scoring.scores_dir = Some(dir.path().to_path_buf());
+        let errors = RuleSet::compile(&config).err().expect("invalid").0;
+        assert_eq!(errors.len(), 1, "{}", ConfigErrors(errors.clone()));
+        assert!(errors[0].file.ends_with("symbols.toml"), "{}", errors[0]);
+        assert!(errors[0].line.is_some(), "{}", errors[0]);
+    }
+
+    #[test]
     fn an_operator_directory_overlays_the_builtin_files() {
         // Only actions.toml is the operator's: the other files, and every
         // symbol a copied symbols.toml lacks, come from the built-in set.

@@ -1,22 +1,33 @@
 //! `outscore check`: the configuration file and everything it names
-//! (`scores/`, tiers, accounts directory, e-mail template), compiled by the
-//! same code as start-up and SIGHUP; every error of every stage in one run.
+//! (`scores/`, tiers, accounts directory, identities file, e-mail template),
+//! compiled by the same code as start-up and SIGHUP; every error of every
+//! stage in one run. A bad entry of the configuration is reported and left
+//! at its default, so the rule files it names are still checked.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use crate::classifier::MODEL_FILE;
+use crate::config::Config;
+use crate::diag::ConfigErrors;
 use crate::ruleset::RuleSet;
 
-use super::{config_failure, load_config, train::print_model_stats};
+use super::{config_failure, train::print_model_stats};
 
 pub fn run(config: Option<&Path>) -> ExitCode {
-    let config = match load_config(config, &[], None) {
-        Ok(c) => c,
-        Err(errors) => return config_failure(&errors),
+    let (config, mut errors) = match config {
+        Some(path) => match Config::load_all(path) {
+            Ok(parsed) if parsed.readable => (parsed.config, parsed.errors),
+            Ok(parsed) => {
+                eprintln!("outscore: the rule files it names were not checked");
+                return config_failure(&ConfigErrors(parsed.errors));
+            }
+            Err(errors) => return config_failure(&errors),
+        },
+        None => (Config::default(), Vec::new()),
     };
     match RuleSet::compile(&config) {
-        Ok(rules) => {
+        Ok(rules) if errors.is_empty() => {
             print_model_stats(&config.data_dir.join(MODEL_FILE));
             println!(
                 "configuration OK ({}); {}",
@@ -28,6 +39,10 @@ pub fn run(config: Option<&Path>) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Err(errors) => config_failure(&errors),
+        Ok(_) => config_failure(&ConfigErrors(errors)),
+        Err(more) => {
+            errors.extend(more.0);
+            config_failure(&ConfigErrors(errors))
+        }
     }
 }

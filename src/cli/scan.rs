@@ -22,9 +22,16 @@ pub struct ScanArgs {
     /// (no per-message lines).
     #[arg(long, value_enum, default_value = "table")]
     pub format: ScanFormat,
-    /// Compare with a saved run; exit 1 on a regression.
+    /// Compare with a saved run; exit 1 on a regression. Messages new since
+    /// the baseline are listed; a message of the baseline missing from this
+    /// run is a regression, unless --allow-subset.
     #[arg(long)]
     pub baseline: Option<PathBuf>,
+    /// This run scans part of the baseline's corpus: missing messages are
+    /// listed but are no regression, and the rates are compared with the
+    /// baseline's over the messages scanned.
+    #[arg(long, requires = "baseline")]
+    pub allow_subset: bool,
     /// Save this run as a baseline.
     #[arg(long)]
     pub write_baseline: Option<PathBuf>,
@@ -38,6 +45,21 @@ pub struct ScanArgs {
     /// Worker threads; all cores by default.
     #[arg(long)]
     pub threads: Option<usize>,
+    /// When stderr is not a terminal (CI), how often a progress line
+    /// (done/total, msg/s, ETA) is written; a terminal gets a live bar.
+    #[arg(long, default_value = "5s", value_parser = progress_interval)]
+    pub progress_interval: std::time::Duration,
+    /// Write no progress to stderr.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+fn progress_interval(text: &str) -> Result<std::time::Duration, String> {
+    match crate::config::parse_duration(text) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("must be above zero".into()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -53,6 +75,7 @@ pub const EXIT_REGRESSION: u8 = 1;
 pub const EXIT_INPUT: u8 = 2;
 
 pub fn scan(args: ScanArgs) -> ExitCode {
+    use crate::scan::progress::{Progress, Style};
     use crate::scan::{self, output, Baseline, Scanner, Summary};
     use std::io::{IsTerminal, Write};
 
@@ -100,16 +123,16 @@ pub fn scan(args: ScanArgs) -> ExitCode {
     let scanner = Scanner::new(engine)
         .with_classifier(crate::classifier::Classifier::new(model))
         .with_tiers(tiers);
-    let show_progress = std::io::stderr().is_terminal();
+    let style = if args.no_progress {
+        Style::Off
+    } else if std::io::stderr().is_terminal() {
+        Style::Bar
+    } else {
+        Style::Lines(args.progress_interval)
+    };
+    let mut progress = Progress::new(std::io::stderr(), style, items.len());
     let started = std::time::Instant::now();
-    let outcomes = scan::score_all(&scanner, &items, threads, |done, total| {
-        if show_progress {
-            eprint!("\rscanning {done}/{total}");
-            if done == total {
-                eprintln!();
-            }
-        }
-    });
+    let outcomes = scan::score_all(&scanner, &items, threads, |done, _| progress.update(done));
     let summary = Summary::new(&outcomes, started.elapsed(), threads);
     let current = Baseline::new(&outcomes, &summary, scanner.reject_score());
 
@@ -157,7 +180,8 @@ pub fn scan(args: ScanArgs) -> ExitCode {
         ExitCode::SUCCESS
     };
     if let Some(baseline) = &baseline {
-        let comparison = scan::baseline::compare(baseline, &current, args.tolerance);
+        let comparison =
+            scan::baseline::compare(baseline, &current, args.tolerance, args.allow_subset);
         let written = match args.format {
             ScanFormat::Jsonl => output::comparison(&mut err, &comparison),
             _ => output::comparison(&mut out, &comparison),

@@ -1,4 +1,5 @@
-//! Configuration: `outscore.toml` read raw (serde, unknown keys refused), then
+//! Configuration: `outscore.toml` read raw (serde, unknown keys refused; each
+//! refused entry is reported and blanked, and the rest read again), then
 //! validated into [`Config`], collecting every problem with its file:line so
 //! `outscore check` can list them all at once. Every key is optional; the
 //! defaults are documented in README.md and here. Knows nothing of sockets.
@@ -118,7 +119,7 @@ struct RawFile {
 #[serde(deny_unknown_fields)]
 struct RawHttp {
     enabled: Option<bool>,
-    listen: Option<String>,
+    listen: Option<toml::Spanned<String>>,
     session_hours: Option<toml::Spanned<i64>>,
     login_failures_per_ip: Option<toml::Spanned<i64>>,
     login_failures_per_user: Option<toml::Spanned<i64>>,
@@ -152,7 +153,7 @@ struct RawScoring {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawStore {
-    database_url: Option<String>,
+    database_url: Option<toml::Spanned<String>>,
     retention_hours: Option<toml::Spanned<i64>>,
     spool_dir: Option<String>,
     audit_retention_days: Option<toml::Spanned<i64>>,
@@ -186,7 +187,7 @@ struct RawIdentity {
     accounts_file: Option<String>,
     own_domain_default: Option<bool>,
     alignment: Option<AlignMode>,
-    attribution: Option<LocalAttribution>,
+    attribution: Option<toml::Spanned<LocalAttribution>>,
     attribution_map: Option<toml::Spanned<BTreeMap<String, String>>>,
 }
 
@@ -484,21 +485,40 @@ impl Config {
 
     /// Validate configuration text; `path` is only used in error messages.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
+        let parsed = Config::parse_all(path, text);
+        if parsed.errors.is_empty() {
+            Ok(parsed.config)
+        } else {
+            Err(ConfigErrors(parsed.errors))
+        }
+    }
+
+    /// Read a configuration file for `outscore check`: every problem, and
+    /// the configuration with each bad entry left at its default, so the
+    /// files it names can be checked too.
+    pub fn load_all(path: &Path) -> Result<Parsed, ConfigErrors> {
+        Ok(Config::parse_all(path, &read_file(path)?))
+    }
+
+    /// Validate configuration text, collecting every problem: each unknown
+    /// key and each value of the wrong type or out of range is reported at
+    /// its line, and left at its default in [`Parsed::config`].
+    pub fn parse_all(path: &Path, text: &str) -> Parsed {
         let mut errors = Errors {
             file: path.to_path_buf(),
             text,
             list: Vec::new(),
         };
-        let raw: RawFile = match toml::from_str(text) {
-            Ok(raw) => raw,
-            Err(e) => {
-                errors.push(e.span().map(|s| s.start), e.message().to_string());
-                return Err(ConfigErrors(errors.list));
-            }
-        };
         let mut config = Config {
             source: Some(path.to_path_buf()),
             ..Config::default()
+        };
+        let Some(raw) = read_raw(text, &mut errors) else {
+            return Parsed {
+                config,
+                errors: errors.list,
+                readable: false,
+            };
         };
         if let Some(mode) = raw.mode {
             config.mode.default = mode;
@@ -513,6 +533,12 @@ impl Config {
                 config.data_dir = PathBuf::from(dir.into_inner());
             }
         }
+        let budget_at = raw
+            .spf
+            .budget
+            .as_ref()
+            .or(raw.milter.scan_timeout.as_ref())
+            .map(|v| v.span().start);
         validate_milter(raw.milter, &mut config.milter, &mut errors);
         config.scoring.scores_dir = raw.scoring.scores_dir.map(PathBuf::from);
         validate_store(raw.store, &mut config.store, &mut errors);
@@ -532,7 +558,7 @@ impl Config {
         validate_identity(raw.identity, &mut config.identity, &mut errors);
         if config.spf.enabled && config.spf.budget >= config.milter.scan_timeout {
             errors.push(
-                None,
+                budget_at,
                 format!(
                     "spf.budget ({} ms) must be below milter.scan_timeout ({} ms): DNS must never use up the scan",
                     config.spf.budget.as_millis(),
@@ -544,10 +570,12 @@ impl Config {
         validate_notify(raw.notify, &mut config.notify, &mut errors);
         validate_accounts(raw.accounts, &mut config.accounts, &mut errors);
         validate_message_policy(raw.message_policy, &mut config.message_policy, &mut errors);
-        if errors.list.is_empty() {
-            Ok(config)
-        } else {
-            Err(ConfigErrors(errors.list))
+        // In file order, as an operator reads them.
+        errors.list.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
+        Parsed {
+            config,
+            errors: errors.list,
+            readable: true,
         }
     }
 
@@ -566,6 +594,150 @@ impl Config {
             .clone()
             .unwrap_or_else(|| self.data_dir.join("spool"))
     }
+}
+
+/// What [`Config::parse_all`] found.
+#[derive(Debug)]
+pub struct Parsed {
+    /// The configuration, with every entry in error at its default.
+    pub config: Config,
+    /// Every problem, in the order found.
+    pub errors: Vec<ConfigError>,
+    /// `false` when the file is not TOML at all: nothing in it was read.
+    pub readable: bool,
+}
+
+/// Deserialise the raw file, reporting every entry serde refuses (unknown
+/// key, wrong type, unknown variant) rather than only the first: each one
+/// found is reported at its line and blanked out of the text, and the rest
+/// is read again. Blanking keeps every byte offset, so lines stay true.
+/// `None` when the text is not TOML (one syntax error is all there is).
+fn read_raw(text: &str, errors: &mut Errors<'_>) -> Option<RawFile> {
+    let mut current = text.to_string();
+    // Each round blanks at least one entry; a file has fewer than this.
+    for _ in 0..10_000 {
+        let e = match toml::from_str::<RawFile>(&current) {
+            Ok(raw) => return Some(raw),
+            Err(e) => e,
+        };
+        let at = e.span().map(|s| s.start);
+        let entry = at.and_then(|at| entry_at(&current, at));
+        let message = e
+            .message()
+            .trim()
+            .replace('\n', ": ")
+            .replace("unknown field", "unknown key");
+        match entry {
+            Some(entry) => {
+                errors.push(at, format!("{}: {message}", entry.path));
+                let before = current.clone();
+                for range in entry.ranges {
+                    blank(&mut current, range);
+                }
+                if current == before || toml_edit::ImDocument::parse(current.as_str()).is_err() {
+                    return None;
+                }
+            }
+            None => {
+                errors.push(at, message);
+                return None;
+            }
+        }
+    }
+    None
+}
+
+/// A key-value (or a whole table) of a TOML text, by its dotted path and the
+/// byte ranges it covers.
+struct Entry {
+    path: String,
+    ranges: Vec<std::ops::Range<usize>>,
+}
+
+/// The entry of `text` that byte `at` falls in: a key of the top level or
+/// of a section (a value that is a table inline counts as one entry).
+fn entry_at(text: &str, at: usize) -> Option<Entry> {
+    let doc = toml_edit::ImDocument::parse(text).ok()?;
+    find_entry(doc.as_table(), "", at, 0)
+}
+
+fn find_entry(table: &toml_edit::Table, prefix: &str, at: usize, depth: usize) -> Option<Entry> {
+    for (name, _) in table.iter() {
+        let (key, item) = table.get_key_value(name)?;
+        let path = if prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{prefix}.{name}")
+        };
+        let mut ranges = Vec::new();
+        item_ranges(key, item, &mut ranges);
+        if !ranges
+            .iter()
+            .any(|r| r.start <= at && at < r.end.max(r.start + 1))
+        {
+            continue;
+        }
+        // Inside a section: the key within it, when the position is in one
+        // (else the header: the whole section).
+        if let toml_edit::Item::Table(t) = item {
+            if depth < 2 {
+                if let Some(inner) = find_entry(t, &path, at, depth + 1) {
+                    return Some(inner);
+                }
+            }
+        }
+        return Some(Entry { path, ranges });
+    }
+    None
+}
+
+/// The byte ranges of one entry: `key = value`, or a table (its span runs
+/// from the header to its last entry) and every table under it.
+fn item_ranges(
+    key: &toml_edit::Key,
+    item: &toml_edit::Item,
+    out: &mut Vec<std::ops::Range<usize>>,
+) {
+    match item {
+        toml_edit::Item::Table(t) => {
+            out.extend(t.span());
+            for (name, _) in t.iter() {
+                if let Some((k, i)) = t.get_key_value(name) {
+                    item_ranges(k, i, out);
+                }
+            }
+        }
+        toml_edit::Item::ArrayOfTables(a) => {
+            for t in a.iter() {
+                out.extend(t.span());
+                for (name, _) in t.iter() {
+                    if let Some((k, i)) = t.get_key_value(name) {
+                        item_ranges(k, i, out);
+                    }
+                }
+            }
+        }
+        toml_edit::Item::Value(v) => {
+            if let (Some(k), Some(v)) = (key.span(), v.span()) {
+                out.push(k.start..v.end);
+            }
+        }
+        toml_edit::Item::None => {}
+    }
+}
+
+/// Replace `range` of `text` with spaces, keeping its newlines.
+fn blank(text: &mut String, range: std::ops::Range<usize>) {
+    let range = range.start.min(text.len())..range.end.min(text.len());
+    // One space per byte: every offset after the range stays where it was.
+    let replaced: String = text[range.clone()]
+        .chars()
+        .map(|c| match c {
+            '\n' => "\n".to_string(),
+            c => " ".repeat(c.len_utf8()),
+        })
+        .collect();
+    text.replace_range(range, &replaced);
 }
 
 struct Errors<'a> {
@@ -636,10 +808,11 @@ fn validate_milter(raw: RawMilter, into: &mut MilterConfig, errors: &mut Errors<
     if let Some(n) = errors.positive(raw.max_connections, "milter.max_connections", 1_000_000) {
         into.max_connections = n;
     }
+    let frame_at = raw.max_frame_bytes.as_ref().map(|v| v.span().start);
     if let Some(n) = errors.positive(raw.max_frame_bytes, "milter.max_frame_bytes", 1 << 30) {
         if n < 65_536 {
             errors.push(
-                None,
+                frame_at,
                 format!("milter.max_frame_bytes must be at least 65536 (Postfix sends 64 KiB body chunks), got {n}"),
             );
         } else {
@@ -702,6 +875,8 @@ fn validate_milter(raw: RawMilter, into: &mut MilterConfig, errors: &mut Errors<
 
 fn validate_store(raw: RawStore, into: &mut StoreConfig, errors: &mut Errors<'_>) {
     if let Some(url) = raw.database_url {
+        let at = url.span().start;
+        let url = url.into_inner();
         if url.starts_with("sqlite:")
             || url.starts_with("postgres://")
             || url.starts_with("postgresql://")
@@ -709,7 +884,7 @@ fn validate_store(raw: RawStore, into: &mut StoreConfig, errors: &mut Errors<'_>
             into.database_url = Some(url);
         } else {
             errors.push(
-                None,
+                Some(at),
                 format!("store.database_url must start with sqlite: or postgres://, got {url:?}"),
             );
         }
@@ -745,10 +920,12 @@ fn validate_http(raw: RawHttp, into: &mut HttpConfig, errors: &mut Errors<'_>) {
         into.enabled = enabled;
     }
     if let Some(listen) = raw.listen {
+        let at = listen.span().start;
+        let listen = listen.into_inner();
         match listen.parse() {
             Ok(addr) => into.listen = addr,
             Err(_) => errors.push(
-                None,
+                Some(at),
                 format!("http.listen must be IP:PORT (e.g. {DEFAULT_HTTP_LISTEN}), got {listen:?}"),
             ),
         }
@@ -846,8 +1023,9 @@ fn validate_identity(raw: RawIdentity, into: &mut IdentityConfig, errors: &mut E
     if let Some(mode) = raw.alignment {
         into.alignment = mode;
     }
+    let attribution_at = raw.attribution.as_ref().map(|a| a.span().start);
     if let Some(rule) = raw.attribution {
-        into.attribution = rule;
+        into.attribution = rule.into_inner();
     }
     if let Some(map) = raw.attribution_map {
         let offset = map.span().start;
@@ -865,7 +1043,7 @@ fn validate_identity(raw: RawIdentity, into: &mut IdentityConfig, errors: &mut E
     }
     if into.attribution == LocalAttribution::Map && into.attribution_map.is_empty() {
         errors.push(
-            None,
+            attribution_at,
             "identity.attribution = \"map\" needs an identity.attribution_map".into(),
         );
     }
@@ -1014,6 +1192,68 @@ mod tests {
         let err = Config::parse(Path::new("o.toml"), "[milter]\nlisten_on = 1\n").unwrap_err();
         assert!(err.to_string().contains("o.toml:2:"), "{err}");
         assert!(err.to_string().contains("listen_on"), "{err}");
+    }
+
+    #[test]
+    fn every_unknown_key_and_bad_value_is_reported_in_one_run() {
+        let text = "\
+data_dir = \"/tmp/o\"
+colour = \"blue\"
+[milter]
+listen_on = [\"inet:127.0.0.1:1\"]
+max_connections = \"many\"
+max_frame_bytes = 1024
+fail_safe = \"maybe\"
+scan_timeout = \"soon\"
+[store]
+retention_hours = 0
+databse_url = \"sqlite://x\"
+[stor]
+a = 1
+[http]
+listen = \"localhost\"
+[limits]
+max_messages = 10
+";
+        let parsed = Config::parse_all(Path::new("o.toml"), text);
+        let shown: Vec<String> = parsed.errors.iter().map(ToString::to_string).collect();
+        let at = |line: usize, what: &str| {
+            assert!(
+                shown
+                    .iter()
+                    .any(|e| e.starts_with(&format!("o.toml:{line}: ")) && e.contains(what)),
+                "no error at line {line} about {what}: {shown:#?}"
+            )
+        };
+        at(2, "colour");
+        at(4, "milter.listen_on");
+        at(5, "milter.max_connections");
+        at(6, "milter.max_frame_bytes");
+        at(7, "milter.fail_safe");
+        at(8, "milter.scan_timeout");
+        at(10, "store.retention_hours");
+        at(11, "store.databse_url");
+        at(12, "stor");
+        at(15, "http.listen");
+        assert_eq!(shown.len(), 10, "{shown:#?}");
+        assert!(parsed.readable);
+        // What was valid is kept, what was not stays at its default.
+        assert_eq!(parsed.config.data_dir, PathBuf::from("/tmp/o"));
+        assert_eq!(parsed.config.limits.max_messages, 10);
+        assert_eq!(parsed.config.milter, MilterConfig::default());
+        // A file that is not TOML has one error, and nothing was read.
+        let parsed = Config::parse_all(Path::new("o.toml"), "[milter\nx = 1\n");
+        assert_eq!(parsed.errors.len(), 1, "{:?}", parsed.errors);
+        assert_eq!(parsed.errors[0].line, Some(1));
+        assert!(!parsed.readable);
+    }
+
+    #[test]
+    fn cross_key_errors_carry_a_line() {
+        let text = "[milter]\nscan_timeout = \"2s\"\n[spf]\nbudget = \"3s\"\n[identity]\nattribution = \"map\"\n";
+        let err = Config::parse(Path::new("o.toml"), text).unwrap_err();
+        let lines: Vec<_> = err.0.iter().map(|e| e.line).collect();
+        assert_eq!(lines, vec![Some(4), Some(6)], "{err}");
     }
 
     #[test]

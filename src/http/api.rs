@@ -682,3 +682,12 @@ pub async fn stats(
     let hours = q.hours.unwrap_or(24).clamp(1, 24 * 7);
     Ok(Json(json!({"hours": hourly(&state, hours).await?})))
 }
+
+/// The OpenAPI 3 description of this API (no credential needed).
+pub async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
+        .into_response()
+}

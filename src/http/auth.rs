@@ -323,10 +323,7 @@ impl FromRequestParts<AppState> for Principal {
             if let Some(wait) = state.throttle.blocked(ip, user) {
                 crate::telemetry::HTTP_AUTH_FAILURES.incr();
                 tracing::warn!(client = %super::throttle::show(ip), user = %printable(user), "review API token refused: too many failed logins");
-                return Err(too_many_attempts(
-                    wait,
-                    parts.uri.path().starts_with("/api/"),
-                ));
+                return Err(too_many_attempts(wait, is_api(parts)));
             }
             if let Some(who) = check_bearer(state, token).await {
                 return Ok(who);
@@ -342,12 +339,23 @@ impl FromRequestParts<AppState> for Principal {
                 state.sessions.remove(&id);
             }
         }
-        if parts.uri.path().starts_with("/api/") {
+        if is_api(parts) {
             Err(super::ApiError::Unauthenticated.into_response())
         } else {
             Err(Redirect::to("/login").into_response())
         }
     }
+}
+
+/// Whether the request is for the JSON API (its path as the client sent it:
+/// inside the nested API router the path has lost its `/api/v1`).
+fn is_api(parts: &Parts) -> bool {
+    parts
+        .extensions
+        .get::<axum::extract::OriginalUri>()
+        .map_or(&parts.uri, |o| &o.0)
+        .path()
+        .starts_with("/api/")
 }
 
 /// Refusal for a role that may not do this.

@@ -133,24 +133,75 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The JSON API, to be nested under `/api/v1`. Every error it answers is
+/// `{"error": "…"}` with `application/json`: its own, an unknown path (404),
+/// a method the path does not take (405, with `Allow`) and axum's extractor
+/// rejections (a bad query string or body 400, a body without a JSON
+/// Content-Type 415, …).
+fn api_routes() -> Router<AppState> {
+    Router::new()
+        .route("/openapi.json", get(api::openapi))
+        .route("/reports", get(api::list_reports))
+        .route("/reports/{id}", get(api::report))
+        .route("/reports/{id}/raw", get(api::raw))
+        .route("/reports/{id}/learn", post(learn::api))
+        .route("/accounts", get(api::accounts))
+        .route("/accounts/{account}", get(api::account))
+        .route("/accounts/{account}/{action}", post(api::account_action))
+        .route("/audit", get(api::audit_log))
+        .route("/stats", get(api::stats))
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async {
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                Json(serde_json::json!({"error": "method not allowed"})),
+            )
+        })
+        .layer(axum::middleware::map_response(json_errors))
+}
+
+/// An error answer that is not JSON yet (an extractor's rejection is plain
+/// text) becomes `{"error": text}` with the same status and headers.
+async fn json_errors(res: Response) -> Response {
+    use axum::http::{header, HeaderValue};
+    let status = res.status();
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return res;
+    }
+    let (mut parts, body) = res.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("error")
+            .to_ascii_lowercase()
+    } else {
+        text
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let body = serde_json::json!({ "error": message }).to_string();
+    Response::from_parts(parts, axum::body::Body::from(body))
+}
+
 /// The whole interface, ready for `axum::serve` or `oneshot`.
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(metrics::healthz))
         .route("/readyz", get(metrics::readyz))
         .route("/metrics", get(metrics::metrics))
-        .route("/api/v1/reports", get(api::list_reports))
-        .route("/api/v1/reports/{id}", get(api::report))
-        .route("/api/v1/reports/{id}/raw", get(api::raw))
-        .route("/api/v1/reports/{id}/learn", post(learn::api))
-        .route("/api/v1/accounts", get(api::accounts))
-        .route("/api/v1/accounts/{account}", get(api::account))
-        .route(
-            "/api/v1/accounts/{account}/{action}",
-            post(api::account_action),
-        )
-        .route("/api/v1/audit", get(api::audit_log))
-        .route("/api/v1/stats", get(api::stats))
+        .nest("/api/v1", api_routes())
         .route("/", get(pages::home))
         .route("/login", get(pages::login_form).post(pages::login))
         .route("/logout", post(pages::logout))
@@ -226,6 +277,46 @@ pub async fn serve_on(
     axum::serve(listener, service)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
+}
+
+#[cfg(test)]
+mod openapi {
+    /// Every route of the API router is described in `openapi.json` with its
+    /// method, and the document describes nothing else.
+    #[test]
+    fn the_document_describes_every_route_of_the_router() {
+        let src = include_str!("mod.rs");
+        let start = src.find("fn api_routes()").unwrap();
+        let end = start + src[start..].find(".fallback(").unwrap();
+        let mut routed: Vec<(String, String)> = Vec::new();
+        for part in src[start..end].split(".route(\"").skip(1) {
+            let (path, rest) = part.split_once('"').unwrap();
+            let method = rest
+                .trim_start_matches(',')
+                .trim()
+                .split('(')
+                .next()
+                .unwrap();
+            routed.push((path.to_string(), method.to_string()));
+        }
+        assert!(routed.len() >= 10, "{routed:?}");
+        let doc: serde_json::Value = serde_json::from_str(include_str!("openapi.json")).unwrap();
+        assert_eq!(doc["openapi"], "3.0.3");
+        let mut described: Vec<(String, String)> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .flat_map(|(path, ops)| {
+                ops.as_object()
+                    .unwrap()
+                    .keys()
+                    .map(move |m| (path.clone(), m.clone()))
+            })
+            .collect();
+        described.sort();
+        routed.sort();
+        assert_eq!(described, routed);
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::summary::{LabelCount, Summary};
+use super::summary::{rate, LabelCount, Summary};
 use super::{Action, Label, Outcome, ScanError};
 
 /// Bumped when the file layout changes incompatibly.
@@ -139,8 +139,12 @@ pub struct Comparison {
     pub changed: Vec<Change>,
     /// In this run but not in the baseline.
     pub added: Vec<String>,
-    /// In the baseline but not in this run.
+    /// In the baseline but not in this run: a regression, unless the run
+    /// was meant to cover part of the corpus (`allow_subset`).
     pub removed: Vec<String>,
+    /// The rates "before" are the baseline's over the messages of this run
+    /// only (a subset was scanned).
+    pub subset: bool,
     /// Why this run is a regression; empty when it is not.
     pub regressions: Vec<String>,
 }
@@ -151,9 +155,36 @@ impl Comparison {
     }
 }
 
+/// Detection and false-positive rates of a set of saved verdicts.
+fn rates<'a>(verdicts: impl Iterator<Item = &'a Verdict>) -> (Option<f64>, Option<f64>) {
+    let (mut spam, mut caught, mut ham, mut flagged) = (0, 0, 0, 0);
+    for v in verdicts {
+        match v.label {
+            Some(Label::Spam) => {
+                spam += 1;
+                caught += usize::from(v.flagged);
+            }
+            Some(Label::Ham) => {
+                ham += 1;
+                flagged += usize::from(v.flagged);
+            }
+            None => {}
+        }
+    }
+    (rate(caught, spam), rate(flagged, ham))
+}
+
 /// Compare a run with a baseline. `tolerance` is in percentage points: the
 /// detection rate may drop, and the false-positive rate rise, by that much.
-pub fn compare(baseline: &Baseline, current: &Baseline, tolerance: f64) -> Comparison {
+/// A message of the baseline missing from the run is a regression unless
+/// `allow_subset`; then the run's rates are compared with the baseline's
+/// over the same messages.
+pub fn compare(
+    baseline: &Baseline,
+    current: &Baseline,
+    tolerance: f64,
+    allow_subset: bool,
+) -> Comparison {
     let tol = tolerance / 100.0;
     // A hair of slack so that equal rates never count as a change.
     let eps = 1e-9;
@@ -170,14 +201,32 @@ pub fn compare(baseline: &Baseline, current: &Baseline, tolerance: f64) -> Compa
             None => added.push(id.clone()),
         }
     }
-    let removed = baseline
+    let removed: Vec<String> = baseline
         .verdicts
         .keys()
         .filter(|id| !current.verdicts.contains_key(*id))
         .cloned()
         .collect();
     let mut regressions = Vec::new();
-    if let (Some(before), Some(after)) = (baseline.detection_rate, current.detection_rate) {
+    let subset = allow_subset && !removed.is_empty();
+    let (detection_before, fp_before) = if subset {
+        rates(
+            baseline
+                .verdicts
+                .iter()
+                .filter(|(id, _)| current.verdicts.contains_key(*id))
+                .map(|(_, v)| v),
+        )
+    } else {
+        (baseline.detection_rate, baseline.false_positive_rate)
+    };
+    if !removed.is_empty() && !allow_subset {
+        regressions.push(format!(
+            "{} message(s) of the baseline are missing from this run (--allow-subset when scanning part of the corpus)",
+            removed.len()
+        ));
+    }
+    if let (Some(before), Some(after)) = (detection_before, current.detection_rate) {
         if after + tol + eps < before {
             regressions.push(format!(
                 "detection rate dropped from {:.2}% to {:.2}% (tolerance {tolerance} points)",
@@ -186,8 +235,7 @@ pub fn compare(baseline: &Baseline, current: &Baseline, tolerance: f64) -> Compa
             ));
         }
     }
-    if let (Some(before), Some(after)) = (baseline.false_positive_rate, current.false_positive_rate)
-    {
+    if let (Some(before), Some(after)) = (fp_before, current.false_positive_rate) {
         if after > before + tol + eps {
             regressions.push(format!(
                 "false-positive rate rose from {:.2}% to {:.2}% (tolerance {tolerance} points)",
@@ -197,13 +245,14 @@ pub fn compare(baseline: &Baseline, current: &Baseline, tolerance: f64) -> Compa
         }
     }
     Comparison {
-        detection_before: baseline.detection_rate,
+        detection_before,
         detection_after: current.detection_rate,
-        fp_before: baseline.false_positive_rate,
+        fp_before,
         fp_after: current.false_positive_rate,
         changed,
         added,
         removed,
+        subset,
         regressions,
     }
 }
@@ -274,20 +323,41 @@ mod tests {
     fn a_missed_spam_is_a_regression_beyond_the_tolerance() {
         let before = baseline(&[("a", Label::Spam, true), ("b", Label::Spam, true)]);
         let after = baseline(&[("a", Label::Spam, true), ("b", Label::Spam, false)]);
-        let c = compare(&before, &after, 0.0);
+        let c = compare(&before, &after, 0.0, false);
         assert!(c.is_regression());
         assert_eq!(c.changed.len(), 1);
         assert_eq!(c.changed[0].id, "b");
-        assert!(!compare(&before, &after, 60.0).is_regression());
+        assert!(!compare(&before, &after, 60.0, false).is_regression());
+    }
+
+    #[test]
+    fn a_missing_message_is_a_regression_unless_a_subset_is_allowed() {
+        let before = baseline(&[
+            ("spam/a", Label::Spam, true),
+            ("spam/b", Label::Spam, false),
+            ("ham/h", Label::Ham, false),
+        ]);
+        let part = baseline(&[("spam/a", Label::Spam, true), ("new", Label::Ham, false)]);
+        let c = compare(&before, &part, 0.0, false);
+        assert_eq!(c.removed, vec!["ham/h", "spam/b"]);
+        assert_eq!(c.added, vec!["new"]);
+        assert!(c.is_regression());
+        assert!(c.regressions[0].contains("2 message(s)"), "{c:?}");
+        // A subset: compared with the baseline over the same messages (the
+        // detection rate of spam/a alone is 100%, as it is now).
+        let c = compare(&before, &part, 0.0, true);
+        assert!(!c.is_regression(), "{c:?}");
+        assert!(c.subset);
+        assert_eq!(c.detection_before, Some(1.0));
     }
 
     #[test]
     fn a_flagged_ham_is_a_regression_and_better_detection_is_not() {
         let before = baseline(&[("s", Label::Spam, false), ("h", Label::Ham, false)]);
         let better = baseline(&[("s", Label::Spam, true), ("h", Label::Ham, false)]);
-        assert!(!compare(&before, &better, 0.0).is_regression());
+        assert!(!compare(&before, &better, 0.0, false).is_regression());
         let worse = baseline(&[("s", Label::Spam, false), ("h", Label::Ham, true)]);
-        let c = compare(&before, &worse, 0.0);
+        let c = compare(&before, &worse, 0.0, false);
         assert_eq!(c.regressions.len(), 1, "{:?}", c.regressions);
         assert!(c.regressions[0].contains("false-positive"));
     }

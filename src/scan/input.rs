@@ -553,12 +553,37 @@ fn collect_manifest(manifest: &Path, items: &mut Vec<Item>) -> Result<(), ScanEr
     }
 }
 
+/// The corpus a directory without its own `MANIFEST.tsv` is part of: the
+/// nearest enclosing directory with one, and the directory's path in it
+/// (`ham/` of `corpus/`).
+fn enclosing_corpus(dir: &Path) -> Option<(PathBuf, String)> {
+    let absolute = fs::canonicalize(dir).ok()?;
+    absolute.ancestors().skip(1).find_map(|base| {
+        let manifest = base.join("MANIFEST.tsv");
+        manifest.is_file().then(|| {
+            let rel = absolute.strip_prefix(base).unwrap_or(&absolute);
+            (manifest, normalise(&rel.to_string_lossy()))
+        })
+    })
+}
+
 /// Walk a directory. A `MANIFEST.tsv` at its top gives labels and envelope
 /// facts for the files it lists; other files are labelled by their folders.
+/// A folder of a corpus (`corpus/ham`) is scanned as part of it: its ids and
+/// envelopes are the corpus's, so it compares with the corpus's baseline.
 fn collect_dir(root: &Path, items: &mut Vec<Item>) -> Result<(), ScanError> {
     let manifest_path = root.join("MANIFEST.tsv");
     let mut manifest: HashMap<String, ManifestRow> = HashMap::new();
-    if manifest_path.is_file() {
+    let mut prefix = String::new();
+    if !manifest_path.is_file() {
+        if let Some((enclosing, rel)) = enclosing_corpus(root) {
+            manifest = parse_manifest(&enclosing)?
+                .into_iter()
+                .map(|(path, row)| (normalise(&path), row))
+                .collect();
+            prefix = format!("{rel}/");
+        }
+    } else {
         let mut missing = Vec::new();
         for (rel, row) in parse_manifest(&manifest_path)? {
             if !root.join(&rel).is_file() {
@@ -578,7 +603,7 @@ fn collect_dir(root: &Path, items: &mut Vec<Item>) -> Result<(), ScanError> {
     files.sort();
     for path in files {
         let rel = path.strip_prefix(root).unwrap_or(&path);
-        let id = normalise(&rel.to_string_lossy());
+        let id = format!("{prefix}{}", normalise(&rel.to_string_lossy()));
         let (label, mut facts) = match manifest.get(&id) {
             Some(row) => (
                 row.label.or_else(|| label_from_path(&path)),

@@ -13,6 +13,7 @@
 pub mod baseline;
 pub mod input;
 pub mod output;
+pub mod progress;
 pub mod summary;
 
 use std::net::IpAddr;

@@ -119,6 +119,16 @@ pub fn summary(out: &mut impl Write, s: &Summary, reject_score: f64) -> io::Resu
     )
 }
 
+/// The first 20 ids of a list, and how many more there are.
+fn some_of(ids: &[String]) -> String {
+    const SHOWN: usize = 20;
+    let mut text = ids[..ids.len().min(SHOWN)].join(", ");
+    if ids.len() > SHOWN {
+        text.push_str(&format!(", … and {} more", ids.len() - SHOWN));
+    }
+    text
+}
+
 pub fn comparison(out: &mut impl Write, c: &Comparison) -> io::Result<()> {
     writeln!(out, "\n== baseline ==")?;
     writeln!(
@@ -157,12 +167,18 @@ pub fn comparison(out: &mut impl Write, c: &Comparison) -> io::Result<()> {
             )?;
         }
     }
+    if c.subset {
+        writeln!(
+            out,
+            "(a subset: the baseline's rates over the messages of this run)"
+        )?;
+    }
     if !c.added.is_empty() {
         writeln!(
             out,
-            "not in the baseline ({}): {}",
+            "new, not in the baseline ({}): {}",
             c.added.len(),
-            c.added.join(", ")
+            some_of(&c.added)
         )?;
     }
     if !c.removed.is_empty() {
@@ -170,7 +186,7 @@ pub fn comparison(out: &mut impl Write, c: &Comparison) -> io::Result<()> {
             out,
             "missing from this run ({}): {}",
             c.removed.len(),
-            c.removed.join(", ")
+            some_of(&c.removed)
         )?;
     }
     if c.is_regression() {

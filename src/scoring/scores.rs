@@ -289,7 +289,7 @@ impl Errors {
         self.push(
             file,
             e.span().map(|s| line_of(text, s.start)),
-            e.message().to_string(),
+            e.message().trim().replace('\n', ": "),
         );
     }
 
@@ -410,8 +410,13 @@ fn number(v: &toml::Value) -> Option<f64> {
 }
 
 /// Parse a TOML file into a table of spanned values: each top-level entry
-/// with the line it starts on.
-fn toml_entries(file: &str, text: &str, errors: &mut Errors) -> Vec<(String, usize, toml::Value)> {
+/// with the line it starts on. `None` (and its one error) when the file is
+/// not valid TOML.
+fn toml_entries(
+    file: &str,
+    text: &str,
+    errors: &mut Errors,
+) -> Option<Vec<(String, usize, toml::Value)>> {
     match toml::from_str::<BTreeMap<String, toml::Spanned<toml::Value>>>(text) {
         Ok(map) => {
             let mut v: Vec<_> = map
@@ -419,11 +424,11 @@ fn toml_entries(file: &str, text: &str, errors: &mut Errors) -> Vec<(String, usi
                 .map(|(k, s)| (k, line_of(text, s.span().start), s.into_inner()))
                 .collect();
             v.sort_by_key(|e| e.1);
-            v
+            Some(v)
         }
         Err(e) => {
             errors.toml(file, text, &e);
-            Vec::new()
+            None
         }
     }
 }
@@ -458,7 +463,11 @@ pub fn compile(files: &[(String, String)], base: &Path) -> Result<Compiled, Conf
     // groups.toml
     let groups_text = missing("groups.toml", &mut errors);
     let mut groups = HashMap::new();
-    for (name, line, value) in toml_entries("groups.toml", groups_text, &mut errors) {
+    let group_entries = toml_entries("groups.toml", groups_text, &mut errors);
+    // A file that does not parse is one error: the checks that need what it
+    // declares are skipped rather than failing once per entry.
+    let groups_read = group_entries.is_some();
+    for (name, line, value) in group_entries.unwrap_or_default() {
         let Some(t) = value.as_table() else {
             errors.push(
                 "groups.toml",
@@ -505,7 +514,9 @@ pub fn compile(files: &[(String, String)], base: &Path) -> Result<Compiled, Conf
     let symbols_text = missing("symbols.toml", &mut errors);
     let mut symbols = HashMap::new();
     let mut symbol_lines = HashMap::new();
-    for (name, line, value) in toml_entries("symbols.toml", symbols_text, &mut errors) {
+    let symbol_entries = toml_entries("symbols.toml", symbols_text, &mut errors);
+    let symbols_read = symbol_entries.is_some();
+    for (name, line, value) in symbol_entries.unwrap_or_default() {
         let err = |errors: &mut Errors, msg: String| {
             errors.push("symbols.toml", Some(line), format!("symbol {name}: {msg}"))
         };
@@ -543,7 +554,7 @@ pub fn compile(files: &[(String, String)], base: &Path) -> Result<Compiled, Conf
             err(&mut errors, "no group".into());
             continue;
         };
-        if !groups.contains_key(&group) {
+        if groups_read && !groups.contains_key(&group) {
             err(
                 &mut errors,
                 format!("group {group:?} is not declared in groups.toml"),
@@ -591,7 +602,7 @@ pub fn compile(files: &[(String, String)], base: &Path) -> Result<Compiled, Conf
             lists.push(list);
         }
     }
-    for list in &lists {
+    for list in lists.iter().filter(|_| symbols_read) {
         if !symbols.contains_key(&list.symbol) {
             errors.push(
                 &list.file,
@@ -613,7 +624,7 @@ pub fn compile(files: &[(String, String)], base: &Path) -> Result<Compiled, Conf
     // regex.toml
     let regex_text = missing("regex.toml", &mut errors);
     let rules = regex_rules(regex_text, &mut errors);
-    for r in &rules {
+    for r in rules.iter().filter(|_| symbols_read) {
         if !symbols.contains_key(&r.symbol) {
             errors.push(
                 "regex.toml",
@@ -635,7 +646,7 @@ pub fn compile(files: &[(String, String)], base: &Path) -> Result<Compiled, Conf
     };
 
     // Code symbols need weights; weights need a symbol.
-    for s in CODE_SYMBOLS {
+    for s in CODE_SYMBOLS.iter().filter(|_| symbols_read) {
         if !symbols.contains_key(*s) {
             errors.push(
                 "symbols.toml",
@@ -683,7 +694,10 @@ fn actions(text: &str, errors: &mut Errors) -> Actions {
         senders: HashMap::new(),
     };
     let mut seen_reject = false;
-    for (key, line, value) in toml_entries("actions.toml", text, errors) {
+    let Some(entries) = toml_entries("actions.toml", text, errors) else {
+        return a;
+    };
+    for (key, line, value) in entries {
         match (key.as_str(), &value) {
             ("reject_score", v) => match number(v) {
                 Some(n) if n > 0.0 => {

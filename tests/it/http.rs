@@ -50,7 +50,121 @@ both_backends!(
     abuse_page_links_reports_offers_lift_and_shows_limits,
     accounts_page_lists_every_mailbox_and_suspends,
     history_takes_dates_account_parts_and_score_order,
+    api_errors_are_json_with_their_status,
 );
+
+/// Every error under /api/v1 is `{"error": …}` as application/json: the
+/// extractors' rejections, an unknown path and a wrong method included.
+async fn api_errors_are_json_with_their_status(store: &Store) {
+    let app = setup(store).await;
+    let bearer = format!("Bearer {ABUSE}");
+    let request = |method: &str, uri: &str| {
+        Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::AUTHORIZATION, &bearer)
+    };
+    let action = "/api/v1/accounts/bob@example.com/suspend";
+    let cases: Vec<(&str, Request<Body>, StatusCode)> = vec![
+        (
+            "limit=abc",
+            request("GET", "/api/v1/reports?limit=abc")
+                .body(Body::empty())
+                .unwrap(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "hours=abc",
+            request("GET", "/api/v1/stats?hours=abc")
+                .body(Body::empty())
+                .unwrap(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "audit limit=-1",
+            request("GET", "/api/v1/audit?limit=-1")
+                .body(Body::empty())
+                .unwrap(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "bad body",
+            request("POST", action)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from("{\"reason\": "))
+                .unwrap(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "body of the wrong shape",
+            request("POST", action)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from("{\"reason\": 5}"))
+                .unwrap(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "not JSON",
+            request("POST", action)
+                .header(header::CONTENT_TYPE, "text/plain")
+                .body(Body::from("reason=x"))
+                .unwrap(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            "unknown path",
+            request("GET", "/api/v1/x").body(Body::empty()).unwrap(),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "unknown path, no credential",
+            Request::get("/api/v1/x/y").body(Body::empty()).unwrap(),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "wrong method",
+            request("DELETE", "/api/v1/reports")
+                .body(Body::empty())
+                .unwrap(),
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+    ];
+    for (what, req, want) in cases {
+        let (status, headers, body) = send(&app, req).await;
+        assert_eq!(status, want, "{what}: {body}");
+        assert_eq!(
+            headers.get(header::CONTENT_TYPE).unwrap(),
+            "application/json",
+            "{what}: {body}"
+        );
+        let v: Value =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{what}: {e}: {body}"));
+        let error = v["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{what}: {body}"));
+        assert!(!error.is_empty(), "{what}");
+        if want == StatusCode::METHOD_NOT_ALLOWED {
+            assert_eq!(headers.get(header::ALLOW).unwrap(), "GET,HEAD", "{what}");
+        }
+    }
+    // The pages keep their own answers.
+    let (status, _, body) = send(&app, Request::get("/nowhere").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    // The OpenAPI document is served and is JSON.
+    let (status, headers, body) = send(
+        &app,
+        Request::get("/api/v1/openapi.json")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        headers.get(header::CONTENT_TYPE).unwrap(),
+        "application/json"
+    );
+    serde_json::from_str::<Value>(&body).unwrap();
+}
 
 const ABUSE: &str = "alice:abuse-secret";
 const VIEWER: &str = "victor:viewer-secret";

@@ -7,6 +7,7 @@ mod support;
 
 mod architecture;
 mod browser;
+mod check;
 mod classifier;
 mod codec;
 mod http;

@@ -434,3 +434,127 @@ fn the_repository_corpus_is_labelled_consistently() {
         "every message scores without error"
     );
 }
+
+#[test]
+fn progress_lines_are_written_when_stderr_is_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("corpus");
+    // Long messages, so that the run lasts long enough (about a second in
+    // a debug build) for lines in between.
+    let body = "See you at noon at the usual place, bring the budget review. ".repeat(4000);
+    for i in 0..20 {
+        write(
+            &corpus.join(format!("ham/{i:03}.eml")),
+            &message(&format!("lunch {i}"), &body),
+        );
+    }
+    let log = dir.path().join("stderr.log");
+    let status = Command::new(env!("CARGO_BIN_EXE_outscore"))
+        .args(["scan", corpus.to_str().unwrap(), "--format", "summary"])
+        .args(["--threads", "1", "--progress-interval", "1ms"])
+        .stdout(std::process::Stdio::null())
+        .stderr(fs::File::create(&log).unwrap())
+        .status()
+        .unwrap();
+    let text = fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{text}");
+    assert!(!text.contains('\r'), "no bar in a file: {text:?}");
+    let progress: Vec<&str> = text.lines().filter(|l| l.starts_with("scan: ")).collect();
+    let running: Vec<&&str> = progress
+        .iter()
+        .filter(|l| !l.starts_with("scan: 0/") && l.contains("/20 (") && l.contains(" msg/s, ETA "))
+        .collect();
+    assert!(
+        !running.is_empty(),
+        "no progress line before the end: {text}"
+    );
+    assert!(
+        progress
+            .last()
+            .is_some_and(|l| l.starts_with("scan: 20/20 (100%) in ")),
+        "{text}"
+    );
+    // --no-progress: none.
+    let out = outscore(&[
+        corpus.to_str().unwrap(),
+        "--format",
+        "summary",
+        "--no-progress",
+    ]);
+    assert!(!stderr(&out).contains("scan: "), "{}", stderr(&out));
+}
+
+#[test]
+fn a_message_missing_from_the_baseline_run_is_a_regression_unless_a_subset_is_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("corpus");
+    folder_corpus(&corpus);
+    let baseline = dir.path().join("baseline.json");
+    let (c, base) = (corpus.to_str().unwrap(), baseline.to_str().unwrap());
+    let out = outscore(&[c, "--format", "summary", "--write-baseline", base]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // One message gone, one new: the run no longer covers the baseline.
+    fs::remove_file(corpus.join("ham/one.eml")).unwrap();
+    write(
+        &corpus.join("ham/new.eml"),
+        &message("minutes", "Minutes attached."),
+    );
+    let out = outscore(&[c, "--format", "summary", "--baseline", base]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("missing from this run (1): ham/one.eml"),
+        "{text}"
+    );
+    assert!(
+        text.contains("new, not in the baseline (1): ham/new.eml"),
+        "{text}"
+    );
+    assert!(
+        text.contains("REGRESSION: 1 message(s) of the baseline are missing"),
+        "{text}"
+    );
+
+    let out = outscore(&[
+        c,
+        "--format",
+        "summary",
+        "--baseline",
+        base,
+        "--allow-subset",
+    ]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("missing from this run (1): ham/one.eml"),
+        "{text}"
+    );
+    assert!(text.contains("no regression"), "{text}");
+}
+
+#[test]
+fn a_folder_of_the_repository_corpus_compares_with_its_baseline() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
+    let ham = root.join("ham");
+    let baseline = root.join("baseline.json");
+    let args = [
+        ham.to_str().unwrap(),
+        "--format",
+        "summary",
+        "--baseline",
+        baseline.to_str().unwrap(),
+    ];
+    // The ids and envelopes are the corpus's: nothing is "new".
+    let out = outscore(&args);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "the spam is missing: {text}");
+    assert!(!text.contains("new, not in the baseline"), "{text}");
+    assert!(text.contains("missing from this run"), "{text}");
+    let mut subset = args.to_vec();
+    subset.push("--allow-subset");
+    let out = outscore(&subset);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("no regression"), "{text}");
+}
