@@ -10,6 +10,7 @@ mod browser;
 mod check;
 mod classifier;
 mod codec;
+mod dashboard;
 mod http;
 mod identity_rules;
 mod identity_spf;
