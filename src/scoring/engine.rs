@@ -151,7 +151,9 @@ impl Engine {
 
     /// The sender's level and where it was set: the accounts directory's
     /// level for the login first, then `[sensitivity.senders]` (by login,
-    /// address or domain).
+    /// address or domain). The envelope sender can be forged, so a level
+    /// found by it may only make the line stricter (`high`), never more
+    /// lenient.
     fn sensitivity(&self, envelope: &Envelope) -> (Sensitivity, Option<String>) {
         let login = envelope
             .auth_login
@@ -164,10 +166,11 @@ impl Engine {
         let actions = &self.inner.actions;
         sender_keys(envelope)
             .into_iter()
-            .find_map(|k| {
+            .find_map(|(k, authenticated)| {
                 actions
                     .senders
                     .get(&k)
+                    .filter(|l| authenticated || **l == Sensitivity::High)
                     .map(|l| (*l, Some(format!("{k} in actions.toml"))))
             })
             .unwrap_or((Sensitivity::Medium, None))
@@ -413,24 +416,25 @@ impl Engine {
 }
 
 /// Login and MAIL FROM, each as address then domain, lower case.
-fn sender_keys(envelope: &Envelope) -> Vec<String> {
+/// Login then envelope sender, each as address then domain, lower case,
+/// with whether the key is the authenticated login's.
+fn sender_keys(envelope: &Envelope) -> Vec<(String, bool)> {
     let mut keys = Vec::new();
-    for who in [
-        envelope.auth_login.as_deref(),
-        Some(envelope.mail_from.as_str()),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        let who = who.trim().to_lowercase();
+    for (who, authenticated) in [
+        (envelope.auth_login.as_deref(), true),
+        (Some(envelope.mail_from.as_str()), false),
+    ] {
+        let Some(who) = who.map(|w| w.trim().to_lowercase()) else {
+            continue;
+        };
         if who.is_empty() {
             continue;
         }
         if let Some(d) = domain_of(&who) {
-            keys.push(who);
-            keys.push(d);
+            keys.push((who, authenticated));
+            keys.push((d, authenticated));
         } else {
-            keys.push(who);
+            keys.push((who, authenticated));
         }
     }
     keys

@@ -526,3 +526,27 @@ fn keyword_automaton_stays_small() {
     assert!(compiled.keywords.pattern_count > 500);
     assert!(bytes < 32 * 1024 * 1024, "{bytes}");
 }
+
+/// A forged MAIL FROM cannot buy a more lenient line: by envelope sender
+/// only "high" applies; "low" applies to the logged-in account.
+#[test]
+fn a_forged_mail_from_never_lowers_the_sensitivity() {
+    let dir = scores_copy(|d| {
+        append(
+            &d.join("actions.toml"),
+            "\"bulk.example\" = \"low\"\n\"watched.example\" = \"high\"\n",
+        );
+    });
+    let engine = Engine::load(dir.path()).unwrap();
+    let line = |login: Option<&str>, from: &str| {
+        engine.reject_score_for(&Envelope {
+            auth_login: login.map(str::to_string),
+            mail_from: from.into(),
+            ..Default::default()
+        })
+    };
+    assert_eq!(line(None, "news@bulk.example"), 15.0, "forgeable: no low");
+    assert_eq!(line(Some("mallory@x.example"), "news@bulk.example"), 15.0);
+    assert_eq!(line(Some("news@bulk.example"), "news@bulk.example"), 20.0);
+    assert_eq!(line(None, "a@watched.example"), 10.0, "high applies");
+}
