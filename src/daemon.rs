@@ -505,18 +505,23 @@ mod tests {
         running.await.unwrap().unwrap();
     }
 
-    /// Unauthenticated spam with a forged MAIL FROM is charged to the
-    /// unauthenticated claim, never to the mailbox it names: the victim's
-    /// own logged-in mail still flows.
-    #[tokio::test]
-    async fn a_forged_mail_from_never_blocks_the_mailbox_it_names() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A daemon on a free loopback port with `config`'s other settings and
+    /// no review interface, running until the token is cancelled.
+    async fn running(
+        dir: &std::path::Path,
+        adjust: impl FnOnce(&mut Config),
+    ) -> (
+        std::net::SocketAddr,
+        CancellationToken,
+        tokio::task::JoinHandle<anyhow::Result<()>>,
+    ) {
         let mut config = Config {
-            data_dir: dir.path().to_path_buf(),
+            data_dir: dir.to_path_buf(),
             ..Config::default()
         };
         config.milter.listen = vec!["inet:127.0.0.1:0".parse().unwrap()];
         config.http.enabled = false;
+        adjust(&mut config);
         let daemon = build(&config, RuleSet::compile(&config).unwrap())
             .await
             .unwrap();
@@ -524,7 +529,17 @@ mod tests {
             panic!("tcp listener")
         };
         let stop = CancellationToken::new();
-        let running = tokio::spawn(daemon.run(stop.clone(), false));
+        let handle = tokio::spawn(daemon.run(stop.clone(), false));
+        (addr, stop, handle)
+    }
+
+    /// Unauthenticated spam with a forged MAIL FROM is charged to the
+    /// unauthenticated claim, never to the mailbox it names: the victim's
+    /// own logged-in mail still flows.
+    #[tokio::test]
+    async fn a_forged_mail_from_never_blocks_the_mailbox_it_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let (addr, stop, daemon) = running(dir.path(), |_| {}).await;
         let gtube: &'static [u8] =
             b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X\r\n";
         let victim = "victim@hosted.example";
@@ -536,7 +551,7 @@ mod tests {
         assert!(!mail.contains("550"), "the victim is not blocked: {mail}");
         assert!(!eom.contains("550"), "{eom}");
         stop.cancel();
-        running.await.unwrap().unwrap();
+        daemon.await.unwrap().unwrap();
     }
 
     /// A TCP listener serves only the peers in `[milter] allow_from`: a
@@ -545,21 +560,10 @@ mod tests {
     #[tokio::test]
     async fn a_peer_outside_allow_from_is_disconnected() {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = Config {
-            data_dir: dir.path().to_path_buf(),
-            ..Config::default()
-        };
-        config.milter.listen = vec!["inet:127.0.0.1:0".parse().unwrap()];
-        config.milter.allow_from = vec![crate::config::parse_net("127.0.0.2").unwrap()];
-        config.http.enabled = false;
-        let daemon = build(&config, RuleSet::compile(&config).unwrap())
-            .await
-            .unwrap();
-        let ListenAddr::Tcp(addr) = daemon.milter_addrs()[0].clone() else {
-            panic!("tcp listener")
-        };
-        let stop = CancellationToken::new();
-        let running = tokio::spawn(daemon.run(stop.clone(), false));
+        let (addr, stop, daemon) = running(dir.path(), |c| {
+            c.milter.allow_from = vec![crate::config::parse_net("127.0.0.2").unwrap()];
+        })
+        .await;
         let from = |ip: &str| {
             let socket = tokio::net::TcpSocket::new_v4().unwrap();
             socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
@@ -575,6 +579,6 @@ mod tests {
         assert!(crate::telemetry::REFUSED_PEERS.get() >= 1);
         drop(allowed);
         stop.cancel();
-        running.await.unwrap().unwrap();
+        daemon.await.unwrap().unwrap();
     }
 }

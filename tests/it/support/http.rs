@@ -31,7 +31,27 @@ pub async fn page(app: &Router, uri: &str, cookie: &str) -> (StatusCode, String)
 }
 
 /// A page form posted with a session cookie, from `origin` when given, else
-/// from the pages themselves (as a browser sends it).
+/// from the pages themselves (as a browser sends it): status, headers, body.
+async fn post_form(
+    app: &Router,
+    uri: &str,
+    cookie: &str,
+    body: &str,
+    origin: Option<&str>,
+) -> (StatusCode, HeaderMap, String) {
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri(uri)
+        .header(header::COOKIE, cookie)
+        .header(header::HOST, SAME_HOST)
+        .header(header::ORIGIN, origin.unwrap_or(SAME_ORIGIN))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    send(app, req).await
+}
+
+/// A page form posted with a session cookie (see [`post_form`]).
 pub async fn form(
     app: &Router,
     uri: &str,
@@ -39,14 +59,7 @@ pub async fn form(
     body: &str,
     origin: Option<&str>,
 ) -> (StatusCode, String) {
-    let mut req = Request::builder()
-        .method(Method::POST)
-        .uri(uri)
-        .header(header::COOKIE, cookie)
-        .header(header::HOST, SAME_HOST)
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
-    req = req.header(header::ORIGIN, origin.unwrap_or(SAME_ORIGIN));
-    let (s, _, b) = send(app, req.body(Body::from(body.to_string())).unwrap()).await;
+    let (s, _, b) = post_form(app, uri, cookie, body, origin).await;
     (s, b)
 }
 
@@ -59,14 +72,7 @@ pub async fn form_then_get(
     body: &str,
     origin: Option<&str>,
 ) -> (String, String) {
-    let mut req = Request::builder()
-        .method(Method::POST)
-        .uri(uri)
-        .header(header::COOKIE, cookie)
-        .header(header::HOST, SAME_HOST)
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
-    req = req.header(header::ORIGIN, origin.unwrap_or(SAME_ORIGIN));
-    let (s, headers, b) = send(app, req.body(Body::from(body.to_string())).unwrap()).await;
+    let (s, headers, b) = post_form(app, uri, cookie, body, origin).await;
     assert_eq!(s, StatusCode::SEE_OTHER, "POST {uri} did not redirect: {b}");
     let to = headers[header::LOCATION].to_str().unwrap().to_string();
     let (s, html) = page(app, &to, cookie).await;
