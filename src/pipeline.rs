@@ -303,16 +303,16 @@ impl Pipeline {
         let outcome = async {
             // Fresh facts, not cached: the tier depends on the latest history.
             let mut facts = enforcer.facts(&account, now).await?;
-            let id = stored.id.as_str();
-            if observe {
-                enforcer
-                    .observe_eom(&mut facts, &scored, &message, id, now)
-                    .await
-            } else {
-                enforcer
-                    .at_eom(&mut facts, &scored, &message, id, now)
-                    .await
-            }
+            enforcer
+                .at_eom(
+                    &mut facts,
+                    &scored,
+                    &message,
+                    stored.id.as_str(),
+                    now,
+                    observe,
+                )
+                .await
         };
         match outcome.await {
             Ok(out) => {
@@ -390,6 +390,28 @@ impl Pipeline {
             action,
             Vec::new(),
         ));
+    }
+
+    /// The answer at MAIL FROM or RCPT: a refusal is recorded (in observe
+    /// mode as the refusal that would have been) and, observed, the
+    /// message goes on.
+    fn early_verdict(
+        &self,
+        envelope: &Envelope,
+        stage: &'static str,
+        reason: Option<&str>,
+        decision: Decision,
+        observe: bool,
+    ) -> Decision {
+        let Some(reason) = reason else {
+            return decision;
+        };
+        self.record_early(envelope, stage, reason, &decision, observe);
+        if observe {
+            Decision::Continue
+        } else {
+            decision
+        }
     }
 
     /// The account is in observe mode: decide and record, refuse nothing.
@@ -473,11 +495,6 @@ impl Filter for Pipeline {
                 return decision;
             }
         }
-        if observe {
-            // No gate: nothing is refused and no counter moves before the
-            // message; end of message records what enforcement would do.
-            return Decision::Continue;
-        }
         let Some((enforcer, account)) = self.enforced(envelope) else {
             return Decision::Continue;
         };
@@ -485,20 +502,15 @@ impl Filter for Pipeline {
         let gate = async {
             let mut facts = enforcer.facts_cached(&account, now).await?;
             enforcer
-                .at_mail(&mut facts, envelope.declared_size(), now)
+                .at_mail(&mut facts, envelope.declared_size(), now, observe)
                 .await
         };
         let (decision, reason) = gate_decision(gate.await, &account, "MAIL FROM");
-        if let Some(reason) = reason {
-            self.record_early(envelope, "mail", reason, &decision, false);
-        }
-        decision
+        self.early_verdict(envelope, "mail", reason, decision, observe)
     }
 
     async fn rcpt(&self, envelope: &Envelope, rcpt: &str) -> Decision {
-        if self.observes(envelope) {
-            return Decision::Continue;
-        }
+        let observe = self.observes(envelope);
         let Some((enforcer, account)) = self.enforced(envelope) else {
             return Decision::Continue;
         };
@@ -508,14 +520,11 @@ impl Filter for Pipeline {
         let gate = async {
             let mut facts = enforcer.facts_cached(&account, now).await?;
             enforcer
-                .at_rcpt(&mut facts, accepted_so_far, rcpt, now)
+                .at_rcpt(&mut facts, accepted_so_far, rcpt, now, observe)
                 .await
         };
         let (decision, reason) = gate_decision(gate.await, &account, "RCPT");
-        if let Some(reason) = reason {
-            self.record_early(envelope, "rcpt", reason, &decision, false);
-        }
-        decision
+        self.early_verdict(envelope, "rcpt", reason, decision, observe)
     }
 
     async fn end_of_message(

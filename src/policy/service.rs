@@ -211,12 +211,29 @@ impl<R: AccountRepo, C: VolumeCounters, E: EventSink> Enforcer<R, C, E> {
         Ok(())
     }
 
-    /// MAIL FROM: blocked, prison, SIZE=, then the rate counter.
+    /// Persist `effects` for real, or in observe mode only the counter
+    /// bumps (the history the tiers see builds up; no state change, audit
+    /// entry or notification).
+    async fn apply(&self, effects: &[Effect], observe: bool) -> Result<(), ServiceError> {
+        if !observe {
+            return self.persist(effects).await;
+        }
+        let bumps: Vec<Effect> = effects
+            .iter()
+            .filter(|e| matches!(e, Effect::Bump(_)))
+            .cloned()
+            .collect();
+        self.persist(&bumps).await
+    }
+
+    /// MAIL FROM: blocked, prison, SIZE=, then the rate counter. With
+    /// `observe` the decision is only returned (see [`Enforcer::apply`]).
     pub async fn at_mail(
         &self,
         facts: &mut AccountFacts,
         declared_size: Option<u64>,
         now: DateTime<Utc>,
+        observe: bool,
     ) -> Result<Gate, ServiceError> {
         let gate = self.policy().at_mail(facts, declared_size, now);
         if gate.is_refusal() {
@@ -225,7 +242,7 @@ impl<R: AccountRepo, C: VolumeCounters, E: EventSink> Enforcer<R, C, E> {
         let key = self.policy().rate_key(&facts.account, now);
         let count = self.counters.incr_and_get(&key, 1).await?;
         let gate = self.policy().after_rate(facts, count, now);
-        self.persist(&gate.effects).await?;
+        self.apply(&gate.effects, observe).await?;
         Ok(gate)
     }
 
@@ -236,6 +253,7 @@ impl<R: AccountRepo, C: VolumeCounters, E: EventSink> Enforcer<R, C, E> {
         accepted_so_far: usize,
         rcpt: &str,
         now: DateTime<Utc>,
+        observe: bool,
     ) -> Result<Gate, ServiceError> {
         let gate = match self.policy().at_rcpt(facts, accepted_so_far, rcpt, now) {
             RcptStep::Gate(g) => g,
@@ -244,7 +262,7 @@ impl<R: AccountRepo, C: VolumeCounters, E: EventSink> Enforcer<R, C, E> {
                 self.policy().after_external(facts, outcome, now)
             }
         };
-        self.persist(&gate.effects).await?;
+        self.apply(&gate.effects, observe).await?;
         Ok(gate)
     }
 
@@ -256,36 +274,14 @@ impl<R: AccountRepo, C: VolumeCounters, E: EventSink> Enforcer<R, C, E> {
         message: &super::Outgoing<'_>,
         report_id: &str,
         now: DateTime<Utc>,
+        observe: bool,
     ) -> Result<EomOutcome, ServiceError> {
         let out = self.policy().at_eom(facts, scored, message, report_id, now);
         if !out.effects.is_empty() {
             // Spam counters moved: the next message must see them.
             self.cache.forget(&facts.account);
         }
-        self.persist(&out.effects).await?;
-        Ok(out)
-    }
-
-    /// End of message in observe mode: the same decision as
-    /// [`Enforcer::at_eom`], but only the counters move (so the history the
-    /// tiers would see builds up); no state change, audit entry or
-    /// notification.
-    pub async fn observe_eom(
-        &self,
-        facts: &mut AccountFacts,
-        scored: &Scored<'_>,
-        message: &super::Outgoing<'_>,
-        report_id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<EomOutcome, ServiceError> {
-        let out = self.policy().at_eom(facts, scored, message, report_id, now);
-        let bumps: Vec<Effect> = out
-            .effects
-            .iter()
-            .filter(|e| matches!(e, Effect::Bump(_)))
-            .cloned()
-            .collect();
-        self.persist(&bumps).await?;
+        self.apply(&out.effects, observe).await?;
         Ok(out)
     }
 

@@ -176,7 +176,11 @@ async fn account_life_cycle_persists_through_the_database() {
 
         // Spam-scored message: L-SPAM00, stored as password_reset_required.
         let mut facts = e.facts(acct, now).await.unwrap();
-        assert!(!e.at_mail(&mut facts, None, now).await.unwrap().is_refusal());
+        assert!(!e
+            .at_mail(&mut facts, None, now, false)
+            .await
+            .unwrap()
+            .is_refusal());
         let out = e
             .at_eom(
                 &mut facts,
@@ -184,6 +188,7 @@ async fn account_life_cycle_persists_through_the_database() {
                 &Outgoing::sized(100),
                 "00000000000000a1",
                 now,
+                false,
             )
             .await
             .unwrap();
@@ -192,7 +197,7 @@ async fn account_life_cycle_persists_through_the_database() {
         let other = enforcer(second.clone(), tmp.path());
         now += chrono::Duration::minutes(1);
         let mut facts = other.facts(acct, now).await.unwrap();
-        let gate = other.at_mail(&mut facts, None, now).await.unwrap();
+        let gate = other.at_mail(&mut facts, None, now, false).await.unwrap();
         match &gate.decision {
             Decision::Reply(r) => {
                 assert!(r.to_string().contains("L-SPAM00"), "{name}: {r}");
@@ -216,6 +221,7 @@ async fn account_life_cycle_persists_through_the_database() {
                 &Outgoing::sized(100),
                 "00000000000000a2",
                 now,
+                false,
             )
             .await
             .unwrap();
@@ -239,6 +245,7 @@ async fn account_life_cycle_persists_through_the_database() {
                 &Outgoing::sized(100),
                 "00000000000000a3",
                 now,
+                false,
             )
             .await
             .unwrap();
