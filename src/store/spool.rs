@@ -8,7 +8,7 @@
 //! the raw message.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -233,8 +233,8 @@ fn decode(payload: &[u8]) -> Result<StoredReport, String> {
 pub enum Tail {
     /// Every frame was whole.
     Clean,
-    /// A frame was cut short or failed its checksum at this byte offset;
-    /// nothing after it can be trusted.
+    /// The first frame that was cut short or failed its checksum, at this
+    /// byte offset; the whole frames after it were still read.
     Damaged { offset: u64, why: String },
 }
 
@@ -242,8 +242,11 @@ pub enum Tail {
 pub struct SpoolReader {
     path: PathBuf,
     reader: BufReader<File>,
+    /// Where the next frame starts.
     offset: u64,
     tail: Option<Tail>,
+    /// The first damage met, reported as the tail at the end.
+    damage: Option<Tail>,
 }
 
 impl SpoolReader {
@@ -254,6 +257,7 @@ impl SpoolReader {
             reader: BufReader::with_capacity(256 * 1024, file),
             offset: 0,
             tail: None,
+            damage: None,
         })
     }
 
@@ -274,46 +278,102 @@ impl SpoolReader {
         self.tail.as_ref()
     }
 
-    fn damaged(&mut self, why: String) -> Option<StoredReport> {
-        warn!(path = %self.path.display(), offset = self.offset, why = %why, "spool file damaged; replay stops here");
-        self.tail = Some(Tail::Damaged {
-            offset: self.offset,
-            why,
-        });
+    /// Note the damage at the current frame (the first one is the tail
+    /// reported at the end).
+    fn note_damage(&mut self, why: String) {
+        warn!(path = %self.path.display(), offset = self.offset, why = %why, "spool file damaged at this frame");
+        if self.damage.is_none() {
+            self.damage = Some(Tail::Damaged {
+                offset: self.offset,
+                why,
+            });
+        }
+    }
+
+    /// The file ended: clean, or with the first damage met.
+    fn end(&mut self) -> Option<StoredReport> {
+        self.tail = Some(self.damage.take().unwrap_or(Tail::Clean));
         None
     }
 
-    fn next_frame(&mut self) -> Result<Option<StoredReport>, SpoolError> {
-        let mut header = [0u8; HEADER];
-        let got = read_full(&mut self.reader, &mut header).map_err(io_err(&self.path))?;
-        if got == 0 {
-            self.tail = Some(Tail::Clean);
-            return Ok(None);
-        }
-        if got < HEADER {
-            return Ok(self.damaged(format!("frame header cut short ({got} bytes)")));
-        }
-        if &header[..4] != MAGIC {
-            return Ok(self.damaged("bad frame marker".into()));
-        }
-        let len = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes")) as usize;
-        if len > MAX_FRAME {
-            return Ok(self.damaged(format!("frame length {len} over the limit")));
-        }
-        let mut payload = vec![0u8; len];
-        let got = read_full(&mut self.reader, &mut payload).map_err(io_err(&self.path))?;
-        if got < len {
-            return Ok(self.damaged(format!("frame cut short ({got} of {len} bytes)")));
-        }
-        if checksum(&payload)[..] != header[8..16] {
-            return Ok(self.damaged("checksum mismatch".into()));
-        }
-        match decode(&payload) {
-            Ok(report) => {
-                self.offset += (HEADER + len) as u64;
-                Ok(Some(report))
+    /// Skip to the next frame marker after the damaged frame at `offset`;
+    /// `false` when there is none (the rest of the file is unreadable).
+    fn resync(&mut self) -> Result<bool, SpoolError> {
+        let from = self.offset + 1;
+        self.reader
+            .seek(SeekFrom::Start(from))
+            .map_err(io_err(&self.path))?;
+        let mut window = [0u8; 4];
+        let mut filled = 0usize;
+        let mut pos = from;
+        let mut byte = [0u8; 1];
+        loop {
+            if read_full(&mut self.reader, &mut byte).map_err(io_err(&self.path))? == 0 {
+                return Ok(false);
             }
-            Err(why) => Ok(self.damaged(format!("undecodable report: {why}"))),
+            pos += 1;
+            window.rotate_left(1);
+            window[3] = byte[0];
+            filled = (filled + 1).min(4);
+            if filled == 4 && &window == MAGIC {
+                let start = pos - 4;
+                warn!(path = %self.path.display(), from = self.offset, to = start, "skipped damaged bytes to the next frame");
+                self.offset = start;
+                self.reader
+                    .seek(SeekFrom::Start(start))
+                    .map_err(io_err(&self.path))?;
+                return Ok(true);
+            }
+        }
+    }
+
+    /// The next whole frame; a damaged one is skipped (the replay goes on
+    /// with the next frame marker), a file cut short ends the reading.
+    fn next_frame(&mut self) -> Result<Option<StoredReport>, SpoolError> {
+        loop {
+            let mut header = [0u8; HEADER];
+            let got = read_full(&mut self.reader, &mut header).map_err(io_err(&self.path))?;
+            if got == 0 {
+                return Ok(self.end());
+            }
+            if got < HEADER {
+                self.note_damage(format!("frame header cut short ({got} bytes)"));
+                return Ok(self.end());
+            }
+            let len = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes")) as usize;
+            let why = if &header[..4] != MAGIC {
+                Some("bad frame marker".to_string())
+            } else if len > MAX_FRAME {
+                Some(format!("frame length {len} over the limit"))
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                self.note_damage(why);
+                if self.resync()? {
+                    continue;
+                }
+                return Ok(self.end());
+            }
+            let mut payload = vec![0u8; len];
+            let got = read_full(&mut self.reader, &mut payload).map_err(io_err(&self.path))?;
+            let why = if got < len {
+                format!("frame cut short ({got} of {len} bytes)")
+            } else if checksum(&payload)[..] != header[8..16] {
+                "checksum mismatch".to_string()
+            } else {
+                match decode(&payload) {
+                    Ok(report) => {
+                        self.offset += (HEADER + len) as u64;
+                        return Ok(Some(report));
+                    }
+                    Err(why) => format!("undecodable report: {why}"),
+                }
+            };
+            self.note_damage(why);
+            if !self.resync()? {
+                return Ok(self.end());
+            }
         }
     }
 }
@@ -392,7 +452,7 @@ mod tests {
     }
 
     #[test]
-    fn torn_tail_and_bad_checksum_stop_the_replay() {
+    fn a_torn_tail_ends_the_replay_and_a_damaged_frame_is_skipped() {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::open(dir.path(), 1 << 20).unwrap();
         spool.append(&[report(1), report(2), report(3)]).unwrap();
@@ -403,13 +463,24 @@ mod tests {
         let (r, tail) = read_all(&file);
         assert_eq!(r.len(), 2);
         assert!(matches!(tail, Tail::Damaged { .. }), "{tail:?}");
-        // Flip a byte inside the second frame's payload.
+        // Flip a byte inside the second frame's payload: that frame is
+        // skipped, the first and third are still read.
         let mut bad = full.clone();
         let second = full.len() / 2;
         bad[second] ^= 0xff;
         fs::write(&file, &bad).unwrap();
         let (r, tail) = read_all(&file);
-        assert!(r.len() < 3);
+        assert_eq!(r.len(), 2, "the frames around the damage");
+        let senders: Vec<&str> = r.iter().map(|r| r.envelope.mail_from.as_str()).collect();
+        assert_eq!(senders, ["u1@example.com", "u3@example.com"]);
+        assert!(matches!(tail, Tail::Damaged { .. }));
+        // A frame torn mid-write, garbage, then whole frames again.
+        let mut gap = full[..full.len() / 3 - 3].to_vec();
+        gap.extend_from_slice(b"garbage OSR torn write");
+        gap.extend_from_slice(&full);
+        fs::write(&file, &gap).unwrap();
+        let (r, tail) = read_all(&file);
+        assert_eq!(r.len(), 3, "every whole frame after the gap");
         assert!(matches!(tail, Tail::Damaged { .. }));
         assert!(!spool.has_pending().unwrap() || spool.set_aside(&file).is_ok());
         assert!(!spool.has_pending().unwrap());
