@@ -243,9 +243,17 @@ impl Session {
                 let leadspc = self
                     .negotiated
                     .is_some_and(|n| n.no_reply(step::HDR_LEADSPC));
+                let limit = self.max_message_bytes;
                 let msg = self.message_mut();
-                append_header(&mut msg.headers, &name, &value, leadspc);
-                msg.size += (name.len() + value.len() + 4) as u64;
+                let len = name.len() + value.len() + 4;
+                msg.size += len as u64;
+                // Past the size limit headers are counted, not kept, like
+                // the body: a header flood cannot grow memory.
+                if msg.headers.len() + msg.body.len() + len > limit {
+                    msg.truncated = true;
+                } else {
+                    append_header(&mut msg.headers, &name, &value, leadspc);
+                }
                 self.ack(step::NR_HDR)
             }
             Command::Eoh => self.ack(step::NR_EOH),
@@ -399,7 +407,9 @@ impl Session {
                     if name == "{client_addr}" && self.client.addr.is_none() {
                         self.client.addr = value.parse().ok();
                     }
-                    self.conn_macros.insert(name, value);
+                    if within_budget(&self.conn_macros, &name, &value) {
+                        self.conn_macros.insert(name, value);
+                    }
                 }
             }
             _ => {
@@ -412,6 +422,9 @@ impl Session {
                     return;
                 };
                 for (name, value) in pairs {
+                    if !within_budget(&msg.envelope.macros, &name, &value) {
+                        continue;
+                    }
                     apply_macro(&mut msg.envelope, &name, &value);
                     msg.envelope.macros.insert(name, value);
                 }
@@ -451,6 +464,26 @@ impl Session {
             _ => Step::Reply(Reply::Continue),
         }
     }
+}
+
+/// Most bytes of macros kept per connection (connect and HELO macros) and
+/// per message; Postfix sends a few hundred. A flood past it is dropped,
+/// so a hostile client cannot grow memory through macros.
+pub const MACRO_BUDGET: usize = 64 * 1024;
+
+/// `name = value` fits in `kept`'s budget (a value that replaces another
+/// counts only its own bytes).
+fn within_budget(kept: &BTreeMap<String, String>, name: &str, value: &str) -> bool {
+    let used: usize = kept
+        .iter()
+        .filter(|(k, _)| k.as_str() != name)
+        .map(|(k, v)| k.len() + v.len())
+        .sum();
+    let fits = used + name.len() + value.len() <= MACRO_BUDGET;
+    if !fits {
+        tracing::warn!(macro_name = %name.escape_debug(), bytes = value.len(), "milter macro dropped: over the macro budget");
+    }
+    fits
 }
 
 fn apply_macro(envelope: &mut Envelope, name: &str, value: &str) {
@@ -578,6 +611,50 @@ mod tests {
             &m.raw[..],
             b"Subject: part1\r\n\tpart2\r\nX-Empty: \r\n\r\nhi\r\n"
         );
+    }
+
+    /// A header flood is counted (so the size limit refuses the message)
+    /// but not kept past the limit; a macro flood is dropped past its
+    /// budget. Neither grows memory.
+    #[test]
+    fn header_and_macro_floods_are_bounded() {
+        let mut s = negotiated(0x1F_FFFF);
+        let big = "x".repeat(MACRO_BUDGET);
+        s.handle(Command::Macro {
+            for_command: cmd::CONNECT,
+            pairs: vec![
+                ("j".into(), "relay".into()),
+                ("{flood}".into(), big.clone()),
+            ],
+        })
+        .unwrap();
+        // Postfix sends a step's macros just before the step.
+        s.handle(Command::Macro {
+            for_command: cmd::MAIL,
+            pairs: vec![
+                ("{auth_authen}".into(), "a@b.example".into()),
+                ("{flood}".into(), big),
+            ],
+        })
+        .unwrap();
+        s.handle(Command::Mail(vec!["<a@b.example>".into()]))
+            .unwrap();
+        for _ in 0..100 {
+            s.handle(header("X-Flood", &"y".repeat(40))).unwrap();
+        }
+        s.handle(Command::BodyEob(Bytes::new())).unwrap();
+        let (env, m) = s.take_message();
+        assert!(m.truncated);
+        assert!(
+            m.size >= 100 * 47,
+            "every header byte is counted: {}",
+            m.size
+        );
+        assert!(m.raw.len() <= 64 + 2, "{}", m.raw.len());
+        assert_eq!(env.auth_login.as_deref(), Some("a@b.example"));
+        assert!(!env.macros.contains_key("{flood}"));
+        let kept: usize = env.macros.iter().map(|(k, v)| k.len() + v.len()).sum();
+        assert!(kept <= MACRO_BUDGET, "{kept}");
     }
 
     #[test]
