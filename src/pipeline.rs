@@ -178,13 +178,27 @@ impl Pipeline {
             foreign_header_from: &[],
         };
         let account = account_of(envelope).unwrap_or_default();
-        let refusal = self.rules.load().policy.message_refusal(&account, &message);
+        self.policy_or_score(report, &account, &message, reject_score, "-")
+    }
+
+    /// The decision with no account history: a message policy refuses a
+    /// message under the line, else the score decides; with the policy the
+    /// message breaks, if any.
+    fn policy_or_score(
+        &self,
+        report: &ScanReport,
+        account: &str,
+        message: &Outgoing<'_>,
+        reject_score: f64,
+        report_id: &str,
+    ) -> (EomVerdict, Option<Refusal>) {
+        let refusal = self.rules.load().policy.message_refusal(account, message);
         match &refusal {
             Some(r) if report.score < reject_score => (
                 EomVerdict::with_decision(Decision::Reply(r.reply.clone())),
                 refusal,
             ),
-            _ => (self.verdict_at(report, reject_score, "-"), refusal),
+            _ => (self.verdict_at(report, reject_score, report_id), refusal),
         }
     }
 
@@ -344,14 +358,15 @@ impl Pipeline {
         reject_score: f64,
         message: &Outgoing<'_>,
     ) -> EomVerdict {
-        let account = stored.account.as_deref().unwrap_or("");
-        if stored.report.score < reject_score {
-            if let Some(refusal) = self.rules.load().policy.message_refusal(account, message) {
-                stored.report.refusal = Some(refusal.reason.as_str().to_string());
-                return EomVerdict::with_decision(Decision::Reply(refusal.reply));
-            }
-        }
-        self.verdict_at(&stored.report, reject_score, stored.id.as_str())
+        let (verdict, refusal) = self.policy_or_score(
+            &stored.report,
+            stored.account.as_deref().unwrap_or(""),
+            message,
+            reject_score,
+            stored.id.as_str(),
+        );
+        stored.report.refusal = refusal.map(|r| r.reason.as_str().to_string());
+        verdict
     }
 
     /// A refusal before the message (MAIL FROM, RCPT) leaves a report

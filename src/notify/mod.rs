@@ -494,14 +494,11 @@ mod tests {
         }
     }
 
-    /// Regression: event fields reached the Subject header
-    /// unchecked, so a login with CR/LF could add headers.
-    #[test]
-    fn subject_values_cannot_add_headers() {
-        let n = Notifier::new(NotifyConfig::default(), 90).unwrap();
-        let event = Event {
+    /// A suspension of `account` with its contact in the directory.
+    fn suspended(account: &str) -> Event {
+        Event {
             kind: "suspended".into(),
-            account: "x@hosted.example\r\nBcc: all@victims.example\n\rX-Evil: 1".into(),
+            account: account.into(),
             contact: Some("owner@contact.example".into()),
             tier: None,
             report_id: None,
@@ -510,7 +507,15 @@ mod tests {
             self_service: true,
             self_service_from: None,
             symbols: Vec::new(),
-        };
+        }
+    }
+
+    /// Regression: event fields reached the Subject header
+    /// unchecked, so a login with CR/LF could add headers.
+    #[test]
+    fn subject_values_cannot_add_headers() {
+        let n = Notifier::new(NotifyConfig::default(), 90).unwrap();
+        let event = suspended("x@hosted.example\r\nBcc: all@victims.example\n\rX-Evil: 1");
         let (subject, _) = n.render(&event);
         assert!(!subject.contains(['\r', '\n']), "{subject:?}");
         for subject in [subject.as_str(), "Grüße\r\nBcc: all@victims.example"] {
@@ -562,18 +567,7 @@ mod tests {
             90,
         )
         .unwrap();
-        let mut event = Event {
-            kind: "suspended".into(),
-            account: "x@hosted.example".into(),
-            contact: Some("owner@contact.example".into()),
-            tier: None,
-            report_id: None,
-            at: "2026-11-22T10:00:00Z".parse().unwrap(),
-            reason: "r".into(),
-            self_service: true,
-            self_service_from: None,
-            symbols: Vec::new(),
-        };
+        let mut event = suspended("x@hosted.example");
         assert_eq!(n.jobs(&event).len(), 1);
         for bad in [
             "owner@contact.example>\r\nRCPT TO:<victim@elsewhere.example",
